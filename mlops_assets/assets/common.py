@@ -1,0 +1,36 @@
+"""What the assets share: groups, owners and the concurrency pool of Spark steps."""
+
+from functools import partial
+
+from dagster import MetadataValue, asset
+
+DATA_GROUP = "housing_data"
+MODEL_GROUP = "housing_model"
+OWNERS = ["team:mlops"]
+# Two Spark-heavy steps on two cores only slow each other down: dagster.yaml limits this pool to one.
+SPARK_POOL = "spark"
+
+# Every Spark data asset: versioned Parquet through the IO manager, in the `spark` pool.
+spark_data_asset = partial(
+    asset,
+    group_name=DATA_GROUP,
+    kinds={"spark", "parquet"},
+    owners=OWNERS,
+    io_manager_key="spark_parquet_io_manager",
+    pool=SPARK_POOL,
+)
+
+
+def markdown_table(rows: list[dict[str, object]]) -> MetadataValue:
+    if not rows:
+        return MetadataValue.md("(no rows)")
+    columns = list(rows[0])
+    lines = ["| " + " | ".join(columns) + " |", "| " + " | ".join("---" for _ in columns) + " |"]
+    lines += ["| " + " | ".join(_cell(row.get(column)) for column in columns) + " |" for row in rows]
+    return MetadataValue.md("\n".join(lines))
+
+
+def _cell(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:,.4g}" if abs(value) < 1000 else f"{value:,.0f}"
+    return "" if value is None else str(value).replace("|", "\\|")

@@ -1,0 +1,110 @@
+"""Configuration from the environment, with defaults that run everything on one machine.
+
+With nothing set, all state lives under one project-local folder (`.mlops_state/`, git-ignored):
+the Dagster instance, the MLflow SQLite store and artifacts, and the data root. The production
+profile sets the same standard variables to Postgres, an MLflow server and a Spark master.
+"""
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+# The public copy of the reference data and its checksum; a local path in MLOPS_DATA_SOURCE works offline.
+REFERENCE_DATA_URL = "https://raw.githubusercontent.com/ageron/handson-ml2/master/datasets/housing/housing.csv"
+REFERENCE_DATA_SHA256 = "8a3727f4cf54ac1a327f69b1d5b4db54c5834ea81c6e4efc0d163300022a685e"
+
+MODEL_NAME = "housing_price"
+PRODUCTION_ALIAS = "production"
+EXPERIMENT_NAME = "housing_price"
+
+# The daily refresh: 03:00 UTC, after a night's drops have landed and before the working day.
+SCHEDULE_CRON = "0 3 * * *"
+SCHEDULE_TIMEZONE = "UTC"
+
+
+def _project_root() -> Path:
+    package_parent = Path(__file__).resolve().parents[1]
+    return package_parent if (package_parent / "pyproject.toml").exists() else Path.cwd()
+
+
+def _number(environ: "os._Environ[str] | dict[str, str]", name: str, default: float) -> float:
+    raw = environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be a number, got {raw!r}") from None
+
+
+def _switch(environ: "os._Environ[str] | dict[str, str]", name: str) -> bool:
+    return environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _is_local_store(tracking_uri: str) -> bool:
+    return tracking_uri.startswith(("sqlite:", "file:", "/")) or "://" not in tracking_uri
+
+
+@dataclass(frozen=True)
+class Settings:
+    state_dir: Path
+    dagster_home: Path
+    mlflow_tracking_uri: str
+    mlflow_artifact_root: str | None
+    data_source: str
+    data_source_sha256: str | None
+    data_root: Path
+    spark_master: str
+    spark_driver_memory: str
+    model_name: str
+    model_alias: str
+    # Automation: the daily refresh, new-data drops, drift, alerts, approval and the deployment ledger.
+    schedule_cron: str
+    schedule_timezone: str
+    landing_dir: Path
+    landing_settle_seconds: float
+    prediction_log_dir: Path
+    drift_psi_threshold: float
+    drift_ks_threshold: float
+    drift_min_samples: int
+    retrain_cooldown_hours: float
+    alert_webhook_url: str | None
+    approval_required: bool
+    ledger_path: Path
+
+    @classmethod
+    def from_env(cls, environ: "os._Environ[str] | dict[str, str]" = os.environ) -> "Settings":
+        state_dir = Path(environ.get("MLOPS_STATE_DIR", _project_root() / ".mlops_state")).resolve()
+        tracking_uri = environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{state_dir / 'mlflow' / 'mlflow.db'}"
+        # A local store puts artifacts next to it; a tracking server decides where they go itself.
+        default_artifact_root = str(state_dir / "mlflow" / "artifacts") if _is_local_store(tracking_uri) else None
+        data_source = environ.get("MLOPS_DATA_SOURCE", REFERENCE_DATA_URL)
+        data_root = Path(environ.get("MLOPS_DATA_ROOT", state_dir / "data")).resolve()
+        return cls(
+            state_dir=state_dir,
+            dagster_home=Path(environ.get("DAGSTER_HOME", state_dir / "dagster_home")).resolve(),
+            mlflow_tracking_uri=tracking_uri,
+            mlflow_artifact_root=environ.get("MLOPS_MLFLOW_ARTIFACT_ROOT", default_artifact_root),
+            data_source=data_source,
+            data_source_sha256=environ.get(
+                "MLOPS_DATA_SHA256", REFERENCE_DATA_SHA256 if data_source == REFERENCE_DATA_URL else None
+            ),
+            data_root=data_root,
+            spark_master=environ.get("MLOPS_SPARK_MASTER", "local[*]"),
+            spark_driver_memory=environ.get("MLOPS_SPARK_DRIVER_MEMORY", "4g"),
+            model_name=environ.get("MLOPS_MODEL_NAME", MODEL_NAME),
+            model_alias=environ.get("MLOPS_MODEL_ALIAS", PRODUCTION_ALIAS),
+            schedule_cron=environ.get("MLOPS_SCHEDULE_CRON", SCHEDULE_CRON),
+            schedule_timezone=environ.get("MLOPS_SCHEDULE_TIMEZONE", SCHEDULE_TIMEZONE),
+            landing_dir=Path(environ.get("MLOPS_LANDING_DIR", state_dir / "landing")).resolve(),
+            landing_settle_seconds=_number(environ, "MLOPS_LANDING_SETTLE_SECONDS", 10.0),
+            # The serving app writes here (the same variable and default as serving/settings.py).
+            prediction_log_dir=Path(environ.get("MLOPS_PREDICTION_LOG_DIR", data_root / "prediction_log")).resolve(),
+            drift_psi_threshold=_number(environ, "MLOPS_DRIFT_PSI_THRESHOLD", 0.2),
+            drift_ks_threshold=_number(environ, "MLOPS_DRIFT_KS_THRESHOLD", 0.1),
+            drift_min_samples=int(_number(environ, "MLOPS_DRIFT_MIN_SAMPLES", 500)),
+            retrain_cooldown_hours=_number(environ, "MLOPS_RETRAIN_COOLDOWN_HOURS", 12.0),
+            alert_webhook_url=environ.get("MLOPS_ALERT_WEBHOOK_URL") or None,
+            approval_required=_switch(environ, "MLOPS_APPROVAL_REQUIRED"),
+            ledger_path=Path(environ.get("MLOPS_LEDGER_PATH", data_root / "deployment_ledger.sqlite3")).resolve(),
+        )
