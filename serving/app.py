@@ -1,0 +1,132 @@
+"""The model-serving app: `models:/<name>@<alias>` from the MLflow registry behind a Litestar API.
+
+    python -m serving --workers 2 --port 8000        # or: uvicorn serving.app:app --workers 2 ...
+
+`app` is built from the environment (see serving.settings) when this module is imported; tests and
+embedders call `create_app(settings)`. Importing builds nothing heavy: MLflow, scikit-learn and
+pandas load in a background thread when the first model does, so the server answers /health at once
+and /ready once a model is in.
+
+Routes: POST /predict, POST /invocations (MLflow's scoring protocol), GET /health, /ready, /model,
+/metrics, /predictions/{request_id}, POST /admin/reload (with MLOPS_ADMIN_TOKEN), OpenAPI under /schema.
+"""
+
+import os
+
+# Before numpy or scikit-learn load: with one worker process per core, an OpenMP pool in each worker
+# only spins threads that steal the other workers' core.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import asyncio  # noqa: E402
+import contextlib  # noqa: E402
+import logging  # noqa: E402
+import secrets  # noqa: E402
+import socket  # noqa: E402
+from collections.abc import AsyncIterator  # noqa: E402
+
+from litestar import Litestar  # noqa: E402
+from litestar.logging import LoggingConfig  # noqa: E402
+from litestar.openapi import OpenAPIConfig  # noqa: E402
+
+from serving.batching import MicroBatcher  # noqa: E402
+from serving.metrics import Metrics, request_metrics_middleware  # noqa: E402
+from serving.model_holder import ModelHolder, ReloadSignal  # noqa: E402
+from serving.prediction_log import PredictionLog  # noqa: E402
+from serving.routes import ServingState, build_routes  # noqa: E402
+from serving.settings import ServingSettings  # noqa: E402
+
+logger = logging.getLogger("serving")
+METRICS_PUBLISH_SECONDS = 1.0
+
+
+def create_app(settings: ServingSettings | None = None) -> Litestar:
+    settings = settings or ServingSettings.from_env()
+    _configure_logging()
+    # Unique per app instance: names this worker's log files and metrics, also with several apps per process.
+    worker = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(2)}"
+    metrics = Metrics(worker=worker, runtime_dir=settings.runtime_dir)
+    holder = ModelHolder(settings, metrics, worker)
+    prediction_log = PredictionLog(
+        settings.prediction_log_dir,
+        worker=worker,
+        metrics=metrics,
+        flush_seconds=settings.prediction_log_flush_seconds,
+        max_pending_rows=settings.prediction_log_max_pending_rows,
+        max_bytes=settings.prediction_log_max_bytes,
+    )
+    state = ServingState(
+        settings=settings,
+        holder=holder,
+        batcher=MicroBatcher(lambda: holder.current, prediction_log, metrics),
+        prediction_log=prediction_log,
+        metrics=metrics,
+        reload_signal=ReloadSignal(settings.runtime_dir),
+    )
+
+    @contextlib.asynccontextmanager
+    async def serve(app: Litestar) -> AsyncIterator[None]:
+        prediction_log.start()
+        background = [
+            asyncio.create_task(holder.follow_alias(state.reload_signal.requested), name="follow-alias"),
+            asyncio.create_task(_publish_metrics(metrics), name="publish-metrics"),
+        ]
+        logger.info("worker %s serving %s from %s", worker, settings.model_uri, _redacted(settings.tracking_uri))
+        try:
+            yield
+        finally:
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
+            await asyncio.to_thread(prediction_log.stop)
+            metrics.withdraw()
+
+    app = Litestar(
+        route_handlers=build_routes(state),
+        lifespan=[serve],
+        middleware=[request_metrics_middleware(metrics)],
+        openapi_config=OpenAPIConfig(
+            title="Housing price model server",
+            version="1.0.0",
+            description=f"Serves {settings.model_uri} from the MLflow registry.",
+            path="/schema",
+        ),
+        # Litestar leaves the root logger to the host (uvicorn, pytest) and logs unexpected errors itself.
+        logging_config=LoggingConfig(configure_root_logger=False, log_exceptions="always"),
+        request_max_body_size=settings.max_body_bytes,
+        debug=False,
+    )
+    app.state.serving = state  # for tests and operators poking at a live app
+    return app
+
+
+async def _publish_metrics(metrics: Metrics) -> None:
+    while True:
+        try:
+            metrics.publish()
+        except OSError:
+            logger.warning("could not publish metrics to the runtime folder", exc_info=True)
+        await asyncio.sleep(METRICS_PUBLISH_SECONDS)
+
+
+def _configure_logging() -> None:
+    # uvicorn configures only its own loggers; without a handler our INFO lines would vanish. When the
+    # host (pytest, an embedding app) configured the root logger, ours propagate to it instead.
+    serving_logger = logging.getLogger("serving")
+    if serving_logger.handlers or logging.getLogger().handlers:
+        serving_logger.setLevel(logging.INFO)
+        return
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s"))
+    serving_logger.addHandler(handler)
+    serving_logger.setLevel(logging.INFO)
+
+
+def _redacted(uri: str) -> str:
+    """The tracking URI without credentials, for the logs."""
+    scheme, separator, rest = uri.partition("://")
+    if separator and "@" in rest.split("/", 1)[0]:
+        return f"{scheme}://***@{rest.split('@', 1)[1]}"
+    return uri
+
+
+app = create_app()

@@ -1,0 +1,180 @@
+"""A real `housing_price` model in an MLflow registry without running Dagster, for tests and benchmarks.
+
+It is trained the way the `trained_model` asset trains it (same pipeline, same signature, same skops
+trust list, an input example) and tagged with the lineage the pipeline records, so the serving app
+cannot tell it from a deployed one. Only the Spark feature table and the Dagster run are skipped:
+the CSV is read with pandas and the lineage tags name this helper.
+"""
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mlops_assets.ml.housing import OPTIONAL_FEATURES, RAW_FEATURES, TARGET
+from mlops_assets.ml.model import SKOPS_TRUSTED_TYPES, Hyperparameters, build_pipeline
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from mlflow.models import ModelSignature
+
+EXPERIMENT_NAME = "housing_price"
+INPUT_EXAMPLE_ROWS = 5
+# Writing the requirements explicitly skips `uv export`, which costs seconds per logged model.
+PIP_REQUIREMENTS = ["scikit-learn", "skops", "numpy", "pandas"]
+
+
+@dataclass
+class ReferenceRegistry:
+    """An MLflow store (tracking + registry) with an experiment whose artifacts live under `root`."""
+
+    tracking_uri: str
+    root: Path
+    experiment_id: str
+    _client: Any = field(default=None, repr=False)
+
+    @classmethod
+    def create(cls, root: Path, tracking_uri: str | None = None) -> "ReferenceRegistry":
+        from mlflow import MlflowClient
+
+        root.mkdir(parents=True, exist_ok=True)
+        tracking_uri = tracking_uri or f"sqlite:///{root / 'mlflow.db'}"
+        client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+        experiment = client.get_experiment_by_name(EXPERIMENT_NAME)
+        experiment_id = (
+            experiment.experiment_id
+            if experiment is not None
+            else client.create_experiment(EXPERIMENT_NAME, artifact_location=(root / "artifacts").as_uri())
+        )
+        return cls(tracking_uri=tracking_uri, root=root, experiment_id=experiment_id, _client=client)
+
+    @property
+    def client(self) -> Any:
+        return self._client
+
+    def log_model(
+        self,
+        pipeline: Any,
+        training_frame: "pd.DataFrame",
+        *,
+        model_name: str,
+        lineage: dict[str, str],
+        holdout_metrics: dict[str, float],
+    ) -> str:
+        """Log `pipeline` as a new version of `model_name`, tagged like the pipeline tags it; returns the version."""
+        import mlflow
+        import mlflow.sklearn
+
+        example = training_frame[list(RAW_FEATURES)].head(INPUT_EXAMPLE_ROWS)
+        # `log_model` registers through the process-wide URIs (and MLflow exports them to the environment
+        # for subprocesses): this process's MLflow points at this store from here on.
+        mlflow.set_tracking_uri(self.tracking_uri)
+        mlflow.set_registry_uri(self.tracking_uri)
+        with mlflow.start_run(experiment_id=self.experiment_id, tags=lineage):
+            mlflow.log_metrics({f"holdout_{name}": value for name, value in holdout_metrics.items()})
+            info = mlflow.sklearn.log_model(
+                pipeline,
+                name="model",
+                signature=model_signature(example),
+                input_example=example,
+                registered_model_name=model_name,
+                skops_trusted_types=list(SKOPS_TRUSTED_TYPES),
+                pip_requirements=PIP_REQUIREMENTS,
+            )
+        version = str(info.registered_model_version)
+        tags = {**lineage, "holdout_rmse": round(holdout_metrics.get("rmse", float("nan")), 2)}
+        for key, value in tags.items():
+            self.client.set_model_version_tag(model_name, version, key, str(value))
+        return version
+
+    def copy_version(self, source_name: str, source_version: str, target_name: str) -> str:
+        """Register an existing version's artifacts again under `target_name` (no re-logging), with its tags."""
+        source = self.client.get_model_version(source_name, source_version)
+        # The artifact location, not the `models:/m-...` source: resolving that goes through the global
+        # tracking URI inside MLflow, which need not be this store.
+        location = self.client.get_model_version_download_uri(source_name, source_version)
+        return self.register_source(target_name, location, run_id=source.run_id, tags=source.tags)
+
+    def register_source(self, model_name: str, source: str, *, run_id: str | None, tags: dict[str, str]) -> str:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            self.client.create_registered_model(model_name)
+        except MlflowException as error:
+            if error.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+        version = self.client.create_model_version(model_name, source=source, run_id=run_id, tags=tags)
+        return str(version.version)
+
+    def move_alias(self, model_name: str, alias: str, version: str) -> None:
+        self.client.set_registered_model_alias(model_name, alias, version)
+
+
+def model_signature(example: "pd.DataFrame") -> "ModelSignature":
+    """The signature the `trained_model` asset logs: typed raw columns, the optional ones not required."""
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, Schema
+
+    inputs = Schema(
+        [
+            ColSpec("string" if example[name].dtype == object else "double", name, required=name not in OPTIONAL_FEATURES)
+            for name in RAW_FEATURES
+        ]
+    )
+    return ModelSignature(inputs=inputs, outputs=Schema([ColSpec("double")]))
+
+
+def read_reference_frame(csv_path: Path) -> "pd.DataFrame":
+    import pandas as pd
+
+    return pd.read_csv(csv_path)
+
+
+def train_and_register(
+    registry: ReferenceRegistry,
+    frame: "pd.DataFrame",
+    *,
+    model_name: str,
+    params: Hyperparameters | None = None,
+    alias: str | None = None,
+) -> str:
+    """Fit the housing pipeline on `frame`, score it on a holdout, register and tag it; returns the version."""
+    import numpy as np
+
+    params = params or Hyperparameters()
+    holdout = frame.sample(frac=0.2, random_state=params.random_state)
+    train = frame.drop(holdout.index)
+    pipeline = build_pipeline(params)
+    pipeline.fit(train[list(RAW_FEATURES)], train[TARGET].to_numpy())
+    errors = pipeline.predict(holdout[list(RAW_FEATURES)]) - holdout[TARGET].to_numpy()
+    actual = holdout[TARGET].to_numpy()
+    metrics = {
+        "rmse": float(np.sqrt(np.mean(errors**2))),
+        "mae": float(np.mean(np.abs(errors))),
+        "r2": float(1 - np.sum(errors**2) / np.sum((actual - actual.mean()) ** 2)),
+    }
+    lineage = {
+        "dagster_run_id": "reference-model-no-dagster-run",
+        "features_version": f"reference-csv-{len(frame)}-rows",
+        "features_path": "reference csv (pandas)",
+        "features_digest": str(frame_digest(frame)),
+        "code_version": _code_version(),
+        "evaluated_on": f"reference-csv-{len(frame)}-rows",
+    }
+    version = registry.log_model(pipeline, frame, model_name=model_name, lineage=lineage, holdout_metrics=metrics)
+    if alias is not None:
+        registry.move_alias(model_name, alias, version)
+    return version
+
+
+def frame_digest(frame: "pd.DataFrame") -> str:
+    import hashlib
+
+    import pandas as pd
+
+    return hashlib.sha256(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes()).hexdigest()[:16]
+
+
+def _code_version() -> str:
+    from mlops_assets.ml import MODEL_CODE_VERSION
+
+    return MODEL_CODE_VERSION

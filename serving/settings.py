@@ -1,0 +1,84 @@
+"""The serving app's configuration, read from the environment on top of the platform's own settings.
+
+Registry, model name, alias and data root come from `mlops_assets.settings.Settings`, so the app serves
+exactly what the pipeline deploys. The rest tunes the server:
+
+    MLOPS_SERVING_POLL_SECONDS             how often each worker re-reads the alias (default 30)
+    MLOPS_ADMIN_TOKEN                      bearer token for POST /admin/reload; unset = endpoint off
+    MLOPS_SERVING_MAX_BATCH_ROWS           most rows one request may carry (default 1000)
+    MLOPS_SERVING_MAX_BODY_BYTES           largest request body accepted (default 1 MiB)
+    MLOPS_PREDICTION_LOG_DIR               where predictions are logged (default <data_root>/prediction_log)
+    MLOPS_PREDICTION_LOG_FLUSH_SECONDS     how long a prediction may wait in memory (default 1)
+    MLOPS_PREDICTION_LOG_MAX_BYTES         disk budget of the log; oldest files go first (default 1 GiB)
+    MLOPS_PREDICTION_LOG_MAX_PENDING_ROWS  memory budget; rows beyond it are dropped and counted (default 100,000)
+    MLOPS_SERVING_RUNTIME_DIR              a folder the workers of one server share, to add up their
+                                           metrics and pass on reload requests; `python -m serving`
+                                           creates one, plain `uvicorn` runs each worker on its own
+"""
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+from mlops_assets.settings import Settings
+
+Number = TypeVar("Number", int, float)
+
+
+@dataclass(frozen=True)
+class ServingSettings:
+    tracking_uri: str
+    model_name: str
+    model_alias: str
+    prediction_log_dir: Path
+    poll_seconds: float = 30.0
+    admin_token: str | None = None
+    max_batch_rows: int = 1000
+    max_body_bytes: int = 1 << 20
+    prediction_log_flush_seconds: float = 1.0
+    prediction_log_max_bytes: int = 1 << 30
+    prediction_log_max_pending_rows: int = 100_000
+    runtime_dir: Path | None = None
+
+    @property
+    def model_uri(self) -> str:
+        return f"models:/{self.model_name}@{self.model_alias}"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] = os.environ) -> "ServingSettings":
+        platform = Settings.from_env(dict(environ))
+        runtime_dir = environ.get("MLOPS_SERVING_RUNTIME_DIR")
+        return cls(
+            tracking_uri=platform.mlflow_tracking_uri,
+            model_name=platform.model_name,
+            model_alias=platform.model_alias,
+            prediction_log_dir=Path(environ.get("MLOPS_PREDICTION_LOG_DIR", platform.data_root / "prediction_log")),
+            poll_seconds=_positive(environ, "MLOPS_SERVING_POLL_SECONDS", float, cls.poll_seconds),
+            # An empty token must not open the admin endpoint to anyone sending an empty bearer.
+            admin_token=environ.get("MLOPS_ADMIN_TOKEN") or None,
+            max_batch_rows=_positive(environ, "MLOPS_SERVING_MAX_BATCH_ROWS", int, cls.max_batch_rows),
+            max_body_bytes=_positive(environ, "MLOPS_SERVING_MAX_BODY_BYTES", int, cls.max_body_bytes),
+            prediction_log_flush_seconds=_positive(
+                environ, "MLOPS_PREDICTION_LOG_FLUSH_SECONDS", float, cls.prediction_log_flush_seconds
+            ),
+            prediction_log_max_bytes=_positive(environ, "MLOPS_PREDICTION_LOG_MAX_BYTES", int, cls.prediction_log_max_bytes),
+            prediction_log_max_pending_rows=_positive(
+                environ, "MLOPS_PREDICTION_LOG_MAX_PENDING_ROWS", int, cls.prediction_log_max_pending_rows
+            ),
+            runtime_dir=Path(runtime_dir) if runtime_dir else None,
+        )
+
+
+def _positive(environ: Mapping[str, str], name: str, kind: type[Number], default: Number) -> Number:
+    raw = environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise ValueError(f"{name}={raw!r} is not a valid {kind.__name__}") from None
+    if value <= 0:
+        raise ValueError(f"{name}={raw!r} must be positive")
+    return value
