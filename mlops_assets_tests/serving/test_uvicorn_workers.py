@@ -1,0 +1,202 @@
+"""The app as deployed: `python -m serving` with two uvicorn worker processes, over real HTTP.
+
+Under continuous concurrent load, the alias moves to a new version and then to a broken one: each
+worker must follow by itself, no request may fail, every answer must be pyfunc's for its row and the
+version it names, and each worker must write its own prediction-log files.
+"""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import httpx
+import pyarrow.parquet as pq
+import pytest
+
+from .conftest import ALIAS, REPOSITORY_ROOT, wait_for
+from .prometheus import parse_prometheus
+from .test_prediction_equality import records_of
+
+CLIENT_THREADS = 6
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def two_workers(registry, tmp_path: Path):
+    model = registry.new_model(["v1", "v2", "broken_artifact"], alias="v1")
+    port = free_port()
+    environment = {
+        **{key: value for key, value in os.environ.items() if not key.startswith(("MLFLOW_", "MLOPS_"))},
+        "MLFLOW_TRACKING_URI": registry.tracking_uri,
+        "MLOPS_MODEL_NAME": model.name,
+        "MLOPS_MODEL_ALIAS": ALIAS,
+        "MLOPS_PREDICTION_LOG_DIR": str(tmp_path / "prediction_log"),
+        "MLOPS_PREDICTION_LOG_FLUSH_SECONDS": "0.3",
+        "MLOPS_SERVING_POLL_SECONDS": "0.5",
+    }
+    log_path = tmp_path / "server.log"
+    with open(log_path, "wb") as log:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "serving", "--port", str(port), "--workers", "2"],
+            env=environment,
+            cwd=REPOSITORY_ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: the workers are stopped with it
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        # One fresh connection reaches one worker, and the kernel may hand many in a row to the same
+        # one: wait until both workers have answered /model with a loaded version.
+        wait_for(lambda: _ready(base), timeout=90, what=f"a worker ready ({log_path})")
+        wait_for(
+            lambda: len(states := _workers_states(base)) == 2 and all(s["version"] is not None for s in states.values()),
+            timeout=90,
+            what=f"both workers ready ({log_path})",
+        )
+        yield base, model, tmp_path / "prediction_log", server
+    finally:
+        _stop(server)
+    # no worker (nor multiprocessing helper) outlives the server for long
+    wait_for(lambda: not _group_alive(server.pid), timeout=15, what="every process of the server to exit")
+
+
+def _group_alive(group: int) -> bool:
+    try:
+        os.killpg(group, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _ready(base: str) -> bool:
+    try:
+        return httpx.get(f"{base}/ready", timeout=5).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _stop(server: subprocess.Popen) -> None:
+    if server.poll() is None:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait(timeout=10)
+
+
+def _workers_states(base: str, attempts: int = 16) -> dict[str, dict]:
+    """/model of each worker reached by `attempts` fresh connections, by worker id."""
+    states = {}
+    for _ in range(attempts):
+        state = httpx.get(f"{base}/model", timeout=5).json()
+        states[state["worker"]] = state
+    return states
+
+
+def test_two_workers_follow_the_alias_under_load_without_a_failed_request(two_workers, registry) -> None:
+    base, model, log_dir, _ = two_workers
+    frame = registry.frame.dropna().sample(300, random_state=5)
+    records = records_of(frame)
+    expected = {model.versions[label]: registry.expected(label, frame) for label in ("v1", "v2")}
+    answers: list[tuple[int, int, str | None, float | None, str]] = []
+    stop = threading.Event()
+
+    def client_loop(offset: int) -> None:
+        with httpx.Client(base_url=base, timeout=10) as client:  # one keep-alive connection per thread
+            position = offset
+            while not stop.is_set():
+                row = position % len(records)
+                try:
+                    response = client.post("/predict", json=records[row])
+                    body = response.json() if response.status_code == 200 else {}
+                    answers.append(
+                        (
+                            row,
+                            response.status_code,
+                            body.get("model_version"),
+                            (body.get("predictions") or [None])[0],
+                            body.get("request_id", ""),
+                        )
+                    )
+                except httpx.HTTPError as error:
+                    answers.append((row, 0, None, None, repr(error)))
+                position += CLIENT_THREADS
+
+    threads = [threading.Thread(target=client_loop, args=(offset,)) for offset in range(CLIENT_THREADS)]
+    for thread in threads:
+        thread.start()
+    try:
+        wait_for(lambda: len(answers) > 200, what="load to build up")
+        model.move_alias("v2")
+        new = model.versions["v2"]
+        wait_for(
+            lambda: len(answers) > 50 and all(a[2] == new for a in answers[-50:]), timeout=30, what="every worker to serve v2"
+        )
+        model.move_alias("broken_artifact")
+        broken = model.versions["broken_artifact"]
+        wait_for(
+            lambda: (
+                (states := _workers_states(base))
+                and len(states) == 2
+                and all(
+                    s["version"] == new and any(r["version"] == broken for r in s["refused_versions"]) for s in states.values()
+                )
+            ),
+            timeout=30,
+            what="both workers to refuse the broken version",
+        )
+        time.sleep(0.5)  # keep serving a little after the refusal
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=30)
+
+    failures = [answer for answer in answers if answer[1] != 200]
+    assert not failures, f"{len(failures)} of {len(answers)} requests failed, e.g. {failures[:3]}"
+    versions = Counter(answer[2] for answer in answers)
+    assert set(versions) == {model.versions["v1"], model.versions["v2"]}, versions
+    wrong = [a for a in answers if a[3] != expected[a[2]][a[0]]]
+    assert not wrong, f"{len(wrong)} answers differ from pyfunc for their row and version, e.g. {wrong[:3]}"
+
+    # /metrics adds both workers up: every answered request is counted, model calls were shared
+    time.sleep(1.5)  # one publication interval
+    metrics = parse_prometheus(httpx.get(f"{base}/metrics", timeout=5).text)
+    assert metrics.value("serving_requests_total", route="/predict", status="200") == len(answers)
+    assert metrics.value("serving_predict_batch_rows_sum") == len(answers)
+    assert metrics.value("serving_predict_batch_rows_count") < len(answers), "no micro-batching under concurrent load"
+    served = {labels["worker"]: value for name, labels, value in metrics.samples if name == "serving_model_version"}
+    assert len(served) == 2 and set(served.values()) == {float(model.versions["v2"])}, served
+    assert metrics.value("serving_model_reload_failures_total", stage="load") == 2  # each worker refused once
+
+    # each worker wrote its own log files, and any worker tells the lineage of any prediction
+    def workers_with_files() -> set[str]:
+        return {
+            pq.read_table(path, columns=["worker"]).column("worker")[0].as_py() for path in log_dir.glob("date=*/part-*.parquet")
+        }
+
+    wait_for(lambda: len(workers_with_files()) == 2, what="log files of both workers")
+    served_by = {}
+    for row, _, version, prediction, request_id in answers[:: max(1, len(answers) // 40)]:
+        lineage = wait_for(
+            lambda request_id=request_id: (
+                (response := httpx.get(f"{base}/predictions/{request_id}", timeout=5)).status_code == 200 and response.json()
+            ),
+            what=f"the lineage of {request_id}",
+        )
+        assert lineage["model"]["model_version"] == version and lineage["rows"][0]["prediction"] == prediction
+        assert lineage["rows"][0]["features"] == records[row]
+        served_by[lineage["worker"]] = request_id
+    assert len(served_by) == 2, "both workers answered and logged"
