@@ -1,0 +1,1 @@
+"""Configuration of the production profile: the instance and workspace the compose deployment uses."""
