@@ -40,7 +40,8 @@ def materialize_everything() -> bool:
     from mlops_assets.definitions import defs
 
     with DagsterInstance.get() as instance:
-        result = defs.resolve_job_def("housing_pipeline").execute_in_process(instance=instance, raise_on_error=False)
+        # The refresh job is the whole graph: the flow to production, then the ledger, drift and batch scores.
+        result = defs.resolve_job_def("housing_refresh").execute_in_process(instance=instance, raise_on_error=False)
         print(f"\nrun {result.run_id}: {'success' if result.success else 'FAILED'}")
         for event in result.get_asset_materialization_events():
             print(f"  materialized {event.asset_key.to_user_string()}")
@@ -71,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--no-serve", action="store_true", help="stop after materializing")
     up.add_argument("--host", default="127.0.0.1")
     up.add_argument("--port", type=int, default=8000)
+    up.add_argument("--workers", type=int, default=2, help="serving worker processes (one per core)")
     commands.add_parser("env", help="print the shared environment as shell exports")
     commands.add_parser("dev", help="start `dagster dev` (UI and daemon) on the shared environment")
     args = parser.parse_args(argv)
@@ -92,15 +94,15 @@ def main(argv: list[str] | None = None) -> int:
     if not succeeded:
         return 1
     if not args.no_serve:
-        return serve(args.host, args.port)
+        return serve(args.host, args.port, args.workers)
     return 0
 
 
-def serve(host: str, port: int) -> int:
-    import uvicorn
+def serve(host: str, port: int, workers: int) -> int:
+    from serving.__main__ import main as serve_main
 
-    print(f"serving the production model on http://{host}:{port} (POST /predict)")
-    uvicorn.run("serving.app:app", host=host, port=port, workers=1)
+    print(f"serving the production model on http://{host}:{port} (POST /predict, docs at /schema)")
+    serve_main(["--host", host, "--port", str(port), "--workers", str(workers)])
     return 0
 
 
