@@ -1,6 +1,18 @@
 """The code location: every asset, check, resource and job of mlops-assets, assembled from settings."""
 
-from dagster import AssetSelection, Definitions, define_asset_job, in_process_executor
+import warnings
+from pathlib import Path
+
+from dagster import (
+    AnchorBasedFilePathMapping,
+    AssetSelection,
+    BetaWarning,
+    Definitions,
+    define_asset_job,
+    in_process_executor,
+    link_code_references_to_git,
+    with_source_code_references,
+)
 
 from mlops_assets.assets import HOUSING_ASSETS, MONITORING_ASSETS
 from mlops_assets.automation import AUTOMATION_JOBS, AUTOMATION_SENSORS, build_schedules
@@ -16,8 +28,22 @@ housing_pipeline_job = define_asset_job(
 
 settings = Settings.from_env()
 
+# Each asset links to the function that computes it: the local file, or its page on the git host.
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", BetaWarning)  # code references are beta; every process would say so
+    assets = with_source_code_references([*HOUSING_ASSETS, *MONITORING_ASSETS])
+    if settings.code_git_url:
+        assets = link_code_references_to_git(
+            assets,
+            git_url=settings.code_git_url,
+            git_branch=settings.code_git_branch,
+            file_path_mapping=AnchorBasedFilePathMapping(
+                local_file_anchor=Path(__file__).resolve().parents[1], file_anchor_path_in_repository=""
+            ),
+        )
+
 defs = Definitions(
-    assets=[*HOUSING_ASSETS, *MONITORING_ASSETS],
+    assets=assets,
     asset_checks=HOUSING_CHECKS,
     jobs=[housing_pipeline_job, *AUTOMATION_JOBS],
     schedules=build_schedules(settings),

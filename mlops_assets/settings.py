@@ -71,6 +71,9 @@ class Settings:
     alert_webhook_url: str | None
     approval_required: bool
     ledger_path: Path
+    # Where the UI's "view code" links point: the local files, or these files in a git host's web view.
+    code_git_url: str | None
+    code_git_branch: str
 
     @classmethod
     def from_env(cls, environ: "os._Environ[str] | dict[str, str]" = os.environ) -> "Settings":
@@ -107,4 +110,6 @@ class Settings:
             alert_webhook_url=environ.get("MLOPS_ALERT_WEBHOOK_URL") or None,
             approval_required=_switch(environ, "MLOPS_APPROVAL_REQUIRED"),
             ledger_path=Path(environ.get("MLOPS_LEDGER_PATH", data_root / "deployment_ledger.sqlite3")).resolve(),
+            code_git_url=environ.get("MLOPS_CODE_GIT_URL") or None,
+            code_git_branch=environ.get("MLOPS_CODE_GIT_BRANCH", "main"),
         )

@@ -50,3 +50,13 @@ def test_asset_specs_match_the_snapshot():
         SNAPSHOT.parent.mkdir(exist_ok=True)
         SNAPSHOT.write_text(json.dumps(snapshot, indent=2, sort_keys=True) + "\n")
     assert snapshot == json.loads(SNAPSHOT.read_text())
+
+
+def test_every_asset_links_to_the_function_that_computes_it():
+    graph = defs.resolve_asset_graph()
+    for key in graph.get_all_asset_keys():
+        (reference,) = graph.get(key).metadata["dagster/code_references"].code_references
+        # The line is the function's first decorator: the next definition below it is the asset's.
+        below = Path(reference.file_path).read_text().splitlines()[reference.line_number - 1 :]
+        definition = next(line for line in below if line.startswith("def "))
+        assert definition.startswith(f"def {key.to_user_string()}("), (key, reference)
