@@ -115,6 +115,18 @@ def test_the_gate_keeps_production_when_the_new_model_is_worse(deployed):
     assert platform.production_version() == production_before
     assert str(asset_metadata(result, "trained_model")["model_version"]) != production_before
 
+    # A person may override the gate from the launchpad; the record says so and names the run.
+    forced = platform.materialize(selection="deployed_model", run_config={"ops": {"deployed_model": {"config": {"force": True}}}})
+    assert forced.success
+    override = asset_metadata(forced, "deployed_model")
+    assert override["deployed"] is True
+    assert f"forced by run {forced.run_id}" in override["reason"] and "bound" in override["reason"]
+    assert (str(override["production_version"]), str(override["replaced_version"])) == (
+        str(asset_metadata(result, "trained_model")["model_version"]),
+        production_before,
+    )
+    assert platform.production_version() == str(override["production_version"])
+
 
 def test_a_second_run_leaves_the_first_runs_data_intact(deployed):
     platform, first = deployed

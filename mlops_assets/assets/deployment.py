@@ -21,6 +21,13 @@ class DeploymentGateConfig(Config):
     max_regression: float = Field(
         default=0.01, ge=0, description="How much worse than production a candidate may be on the same holdout, as a fraction."
     )
+    force: bool = Field(
+        default=False,
+        description=(
+            "Deploy the candidate even when the gate (RMSE bound, regression, an earlier rollback) refuses it. "
+            "Its blocking checks still apply: a broken model never gets this far. The ledger records the override."
+        ),
+    )
     approved_version: str | None = Field(
         default=None,
         description=(
@@ -55,6 +62,12 @@ def deployed_model(
     if config.approved_version is not None and config.approved_version.strip() != candidate_version:
         raise Failure(f"approved_version {config.approved_version} is not the candidate, version {candidate_version}")
     awaiting_approval = False
+    decision = decide(
+        candidate_rmse=evaluation["metrics"]["rmse"],
+        production_rmse=production_rmse,
+        max_rmse=config.max_rmse,
+        max_regression=config.max_regression,
+    )
 
     if current_version == candidate_version:
         deployed, reason = False, f"version {candidate_version} already holds '{mlflow_resource.alias}'"
@@ -63,18 +76,14 @@ def deployed_model(
             f"'{mlflow_resource.alias}' moved to version {current_version} after this evaluation "
             f"(which compared against {evaluated_against}): evaluate again before deploying"
         )
+    elif config.force:
+        deployed, reason = True, f"forced by run {context.run_id} over the gate ({decision.reason})"
     elif ROLLED_BACK_AT_TAG in candidate_tags:
         deployed, reason = False, (
             f"version {candidate_version} was rolled back from '{mlflow_resource.alias}' at "
             f"{candidate_tags[ROLLED_BACK_AT_TAG]}: train a new version"
         )
     else:
-        decision = decide(
-            candidate_rmse=evaluation["metrics"]["rmse"],
-            production_rmse=production_rmse,
-            max_rmse=config.max_rmse,
-            max_regression=config.max_regression,
-        )
         deployed, reason = decision.passed, decision.reason
         if decision.passed:
             # The marker a rollback looks for: this version was good enough to serve.
