@@ -1,6 +1,10 @@
 """The production profile for real: the Dagster instance on PostgreSQL (the project's production
 dagster.yaml), MLflow as an `mlflow server` process on a Postgres backend store."""
 
+import json
+import os
+import sys
+import urllib.request
 from pathlib import Path
 
 import psycopg2
@@ -11,6 +15,7 @@ from mlflow.tracking import MlflowClient
 
 from mlops_assets.settings import Settings
 from mlops_assets_tests.conftest import REPOSITORY_ROOT, Platform, check_results, materialized
+from mlops_assets_tests.processes import free_port, http_ok, start, stop, wait_until
 
 PRODUCTION_INSTANCE_CONFIG = REPOSITORY_ROOT / "mlops_assets" / "deploy"
 
@@ -65,9 +70,42 @@ def test_the_model_is_tracked_in_postgres_and_served_through_the_server(producti
         assert cursor.fetchone()[0] == "FINISHED"
 
     # Artifacts come back through the server's proxy, not from a shared folder.
-    model = mlflow.pyfunc.load_model(f"models:/housing_price@production")
+    model = mlflow.pyfunc.load_model("models:/housing_price@production")
     prediction = model.predict(pd.DataFrame([SEED_ROW]))
     assert 100_000 < float(prediction[0]) < 1_000_000
+
+
+def test_the_serving_app_serves_the_production_alias_from_the_server(production_platform, mlflow_server, tmp_path: Path):
+    import mlflow.pyfunc
+    import pandas as pd
+
+    production = MlflowClient(mlflow_server.url).get_model_version_by_alias("housing_price", "production")
+    port = free_port()
+    environment = {
+        **{key: value for key, value in os.environ.items() if not key.startswith(("MLFLOW_", "MLOPS_"))},
+        "MLFLOW_TRACKING_URI": mlflow_server.url,
+        "MLOPS_STATE_DIR": str(tmp_path),
+    }
+    server = start(
+        [sys.executable, "-m", "serving", "--workers", "1", "--port", str(port)],
+        log=tmp_path / "serving.log",
+        env=environment,
+        cwd=REPOSITORY_ROOT,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wait_until(lambda: http_ok(f"{base}/ready"), timeout=120, what="the serving app", process=server)
+        request = urllib.request.Request(
+            f"{base}/predict", data=json.dumps(SEED_ROW).encode(), headers={"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            answer = json.load(response)
+    finally:
+        stop(server)
+
+    assert answer["model_version"] == str(production.version)
+    expected = mlflow.pyfunc.load_model(f"models:/housing_price/{production.version}").predict(pd.DataFrame([SEED_ROW]))
+    assert answer["predictions"] == [float(expected[0])]
 
 
 SEED_ROW = {
