@@ -99,6 +99,20 @@ def test_a_bad_batch_stops_at_its_check_and_loses_nothing(deployed, tmp_path: Pa
     assert len(platform.versions(failing_asset)) > 1
 
 
+def test_after_the_bad_batches_the_next_good_batch_goes_through(deployed, reference_csv: Path):
+    platform, _ = deployed
+    certified_before = certified_versions(platform)
+    data_assets = ["raw_housing", "cleaned_housing", "housing_features"]
+
+    result = platform.materialize(source=reference_csv, selection=data_assets)
+
+    assert result.success
+    assert all(check_results(result).values()), check_results(result)
+    certified_now = certified_versions(platform)
+    for asset in data_assets:
+        assert certified_now[asset] == asset_metadata(result, asset)["version"] != certified_before[asset]
+
+
 def test_the_gate_keeps_production_when_the_new_model_is_worse(deployed):
     platform, _ = deployed
     production_before = platform.production_version()

@@ -23,6 +23,8 @@ from mlops_assets.ml.housing import (
 
 NUMBER_PATTERN = r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$"
 MAX_NULL_FRACTION = 0.05
+# A few repeated rows are dropped by the cleaning; beyond this share the export itself is broken.
+MAX_DUPLICATE_FRACTION = 0.01
 MIN_ROWS = 100
 TEST_FRACTION_BOUNDS = (0.1, 0.3)
 
@@ -53,6 +55,23 @@ def row_count_at_least(min_rows: int) -> pa_spark.Check:
     )
 
 
+def _duplicate_fraction_at_most(frame, max_fraction: float) -> bool:
+    # Rows compared by a hash of every column: one long per row to count, not ten strings.
+    stats = frame.agg(
+        F.count(F.lit(1)).alias("rows"), F.count_distinct(F.xxhash64(*frame.columns)).alias("distinct")
+    ).first()
+    return stats.rows == 0 or (stats.rows - stats.distinct) / stats.rows <= max_fraction
+
+
+def duplicate_fraction_at_most(max_fraction: float) -> pa_spark.Check:
+    return pa_spark.Check(
+        _duplicate_fraction_at_most,
+        name="duplicate_fraction_at_most",
+        error=f"duplicate_fraction_at_most({max_fraction})",
+        max_fraction=max_fraction,
+    )
+
+
 def _test_fraction_within(frame, low: float, high: float) -> bool:
     stats = frame.agg(F.count(F.lit(1)).alias("rows"), F.count_if(F.col("split") == "test").alias("test")).first()
     return stats.rows > 0 and low <= stats.test / stats.rows <= high
@@ -75,9 +94,11 @@ RAW_HOUSING = pa_spark.DataFrameSchema(
         },
         CATEGORY: pa_spark.Column("string", null_fraction_at_most(MAX_NULL_FRACTION), nullable=True),
     },
-    checks=[row_count_at_least(MIN_ROWS)],
+    checks=[row_count_at_least(MIN_ROWS), duplicate_fraction_at_most(MAX_DUPLICATE_FRACTION)],
     name="raw_housing",
-    description="Every source column is present, numbers parse, no column is mostly empty, and there are rows.",
+    description=(
+        "Every source column is present, numbers parse, no column is mostly empty, few rows repeat, and there are rows."
+    ),
 )
 
 _TYPED_COLUMNS = {
