@@ -40,7 +40,8 @@ def synthesize(rows: int) -> Path:
     reference = pl.read_csv(REFERENCE)
     copies = -(-rows // reference.height)
     replicated = pl.concat([reference] * copies).head(rows).with_row_index("copy")
-    noise = lambda scale, seed: (pl.lit(1.0) + scale * (pl.int_range(pl.len()).hash(seed) % 2001 - 1000) / 1000)  # noqa: E731
+    # A factor in [1 - scale, 1 + scale] per row; the hash is unsigned, so it is centred after the cast.
+    noise = lambda scale, seed: (pl.lit(1.0) + scale * ((pl.int_range(pl.len()).hash(seed) % 2001).cast(pl.Int64) - 1000) / 1000)  # noqa: E731
     jittered = replicated.with_columns(
         (pl.col("longitude") + 0.01 * (noise(1.0, 1) - 1)).clip(-124.3, -114.4).round(4),
         (pl.col("latitude") + 0.01 * (noise(1.0, 2) - 1)).clip(32.6, 41.9).round(4),

@@ -225,6 +225,7 @@ def main() -> int:
                         connections,
                         scripts["predict-batch"],
                         arguments.seconds,
+                        group,
                     )
                 )
             batch_rows = scrape_mean_batch_rows(f"{base}/metrics")
@@ -426,9 +427,10 @@ def report(results: list[RunResult], batch_rows: float | None) -> None:
 
     print()
     print(
-        f"| {'server':<7} | {'route':<12} | {'rows':<8} | {'conns':>5} | {'req/s':>9} | {'p50 ms':>7} | {'p99 ms':>7} | {'failed':>6} |"
+        f"| {'server':<7} | {'route':<12} | {'rows':<8} | {'conns':>5} | {'req/s':>9} | {'p50 ms':>7} | {'p99 ms':>7} "
+        f"| {'CPU us/req':>10} | {'failed':>6} |"
     )
-    print(f"|{'-' * 9}|{'-' * 14}|{'-' * 10}|{'-' * 7}|{'-' * 11}|{'-' * 9}|{'-' * 9}|{'-' * 8}|")
+    print(f"|{'-' * 9}|{'-' * 14}|{'-' * 10}|{'-' * 7}|{'-' * 11}|{'-' * 9}|{'-' * 9}|{'-' * 12}|{'-' * 8}|")
     for r in results:
         print(
             f"| {r.server:<7} | {r.route:<12} | {r.shape:<8} | {r.connections:>5} | {r.requests_per_second:>9.0f} | "
