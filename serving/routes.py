@@ -154,7 +154,11 @@ def build_routes(state: ServingState) -> list[HTTPRouteHandler]:
         model = holder.current
         if model is None:
             return Response({"ready": False, "detail": no_model_detail}, status_code=503)
-        return Response({"ready": True, "model_name": model.name, "model_version": model.version})
+        body: dict[str, Any] = {"ready": True, "status": "ok", "model_name": model.name, "model_version": model.version}
+        if (error := holder.state().last_registry_error) is not None:
+            # Still ready: the loaded model answers. Only following the alias waits for the registry.
+            body |= {"status": "degraded", "detail": f"the registry does not answer; serving the loaded version: {error}"}
+        return Response(body)
 
     @get("/ping", summary="Readiness, as `mlflow models serve` answers it", include_in_schema=False)
     async def ping() -> Response[str]:

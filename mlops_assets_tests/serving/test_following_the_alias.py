@@ -130,9 +130,14 @@ def test_a_registry_that_breaks_while_serving_does_not_stop_predictions(registry
         )
         during = [client.post("/predict", json=SEED_RECORD) for _ in range(5)]
         error_seen = client.get("/model").json()["last_registry_error"]
+        readiness_during = client.get("/ready")
         with open(database, "r+b") as file:
             file.write(healthy)
         wait_for(lambda: client.get("/model").json()["last_registry_error"] is None, what="the registry to be readable again")
+        readiness_after = client.get("/ready").json()
+
+    assert readiness_during.status_code == 200 and readiness_during.json()["status"] == "degraded"
+    assert readiness_after["status"] == "ok"
 
     assert all(response.status_code == 200 for response in during)
     assert all(response.json()["model_version"] == model.versions["v1"] for response in during)
