@@ -6,6 +6,7 @@ profile sets the same standard variables to Postgres, an MLflow server and a Spa
 """
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -113,3 +114,12 @@ class Settings:
             code_git_url=environ.get("MLOPS_CODE_GIT_URL") or None,
             code_git_branch=environ.get("MLOPS_CODE_GIT_BRANCH", "main"),
         )
+
+
+_URL_CREDENTIALS = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/@\s]+@")
+
+
+def redacted(text: str) -> str:
+    """`text` with the credentials of every URL in it masked: a tracking URI may carry a password, and
+    MLflow repeats the URI in its error messages."""
+    return _URL_CREDENTIALS.sub(r"\g<scheme>***@", text)

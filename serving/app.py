@@ -28,6 +28,7 @@ from litestar import Litestar  # noqa: E402
 from litestar.logging import LoggingConfig  # noqa: E402
 from litestar.openapi import OpenAPIConfig  # noqa: E402
 
+from mlops_assets.settings import redacted  # noqa: E402
 from serving.batching import MicroBatcher  # noqa: E402
 from serving.metrics import Metrics, request_metrics_middleware  # noqa: E402
 from serving.model_holder import ModelHolder, ReloadSignal  # noqa: E402
@@ -70,7 +71,7 @@ def create_app(settings: ServingSettings | None = None) -> Litestar:
             asyncio.create_task(holder.follow_alias(state.reload_signal.requested), name="follow-alias"),
             asyncio.create_task(_publish_metrics(metrics), name="publish-metrics"),
         ]
-        logger.info("worker %s serving %s from %s", worker, settings.model_uri, _redacted(settings.tracking_uri))
+        logger.info("worker %s serving %s from %s", worker, settings.model_uri, redacted(settings.tracking_uri))
         try:
             yield
         finally:
@@ -119,14 +120,6 @@ def _configure_logging() -> None:
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s"))
     serving_logger.addHandler(handler)
     serving_logger.setLevel(logging.INFO)
-
-
-def _redacted(uri: str) -> str:
-    """The tracking URI without credentials, for the logs."""
-    scheme, separator, rest = uri.partition("://")
-    if separator and "@" in rest.split("/", 1)[0]:
-        return f"{scheme}://***@{rest.split('@', 1)[1]}"
-    return uri
 
 
 app = create_app()

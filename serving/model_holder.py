@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from mlops_assets.ml.housing import CATEGORY, OPTIONAL_FEATURES, RAW_FEATURES
+from mlops_assets.settings import redacted
 from serving.fast_predict import FastPredictor, UnsupportedModel
 from serving.metrics import FAILED_RELOADS, MODEL_LOADED_AT, MODEL_VERSION, REGISTRY_ERRORS, RELOADS, Metrics
 from serving.schemas import ModelLineage, ModelState, RefusedVersion
@@ -332,7 +333,7 @@ def _version_number(version: str) -> float:
 
 
 def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
+    text = redacted(str(error).strip())
     return text.splitlines()[0][:500] if text else type(error).__name__
 
 

@@ -82,3 +82,4 @@ def _positive(environ: Mapping[str, str], name: str, kind: type[Number], default
     if value <= 0:
         raise ValueError(f"{name}={raw!r} must be positive")
     return value
+

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 from dagster import ConfigurableResource, InitResourceContext
 
+from mlops_assets.settings import redacted
+
 if TYPE_CHECKING:
     from mlflow import ActiveRun
     from mlflow.entities.model_registry import ModelVersion
@@ -103,9 +105,11 @@ class MlflowResource(ConfigurableResource):
 
     def run_url(self, run_id: str) -> str:
         experiment_id = self.client.get_run(run_id).info.experiment_id
-        if self.tracking_uri.startswith(("http://", "https://")):
-            return f"{self.tracking_uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
-        return f"mlflow ui --backend-store-uri {self.tracking_uri}  ->  experiment {experiment_id}, run {run_id}"
+        # Shown in the UI: a tracking URI's credentials stay out of it.
+        uri = redacted(self.tracking_uri)
+        if uri.startswith(("http://", "https://")):
+            return f"{uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
+        return f"mlflow ui --backend-store-uri {uri}  ->  experiment {experiment_id}, run {run_id}"
 
     def model_uri(self, version: str) -> str:
         return f"models:/{self.model_name}/{version}"
