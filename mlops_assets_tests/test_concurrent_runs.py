@@ -1,0 +1,59 @@
+"""Two runs of the graph launched at once, as two processes on one instance, one MLflow store and one
+data root (a schedule tick and a new-data drop at the same minute): both succeed, each reads and
+certifies its own versions, the registry gains two versions, and production ends on one of them."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from dagster import AssetKey, DagsterRunStatus
+
+from mlops_assets.resources.mlflow_registry import MlflowResource
+from mlops_assets.resources.versioned_store import VersionedStore
+from mlops_assets_tests.conftest import REPOSITORY_ROOT, instance_under, settings_under
+
+FLOW = "raw_housing,cleaned_housing,housing_features,trained_model,model_evaluation,deployed_model"
+DATA_ASSETS = ("raw_housing", "cleaned_housing", "housing_features")
+
+
+def test_two_runs_at_once_do_not_corrupt_each_other(tmp_path: Path, reference_csv: Path):
+    home = tmp_path / "dagster_home"
+    instance = instance_under(home)
+    (home / "dagster.yaml").symlink_to(REPOSITORY_ROOT / "dagster.yaml")
+    settings = settings_under(tmp_path, reference_csv)
+    environment = {
+        **{key: value for key, value in os.environ.items() if not key.startswith(("MLFLOW_", "MLOPS_"))},
+        "DAGSTER_HOME": str(home),
+        "MLOPS_STATE_DIR": str(tmp_path),
+        "MLOPS_DATA_SOURCE": str(reference_csv),
+        "MLFLOW_TRACKING_URI": settings.mlflow_tracking_uri,
+    }
+    command = [str(Path(sys.executable).parent / "dagster"), "asset", "materialize", "--select", FLOW, "-m", "mlops_assets.definitions"]
+    logs = [tmp_path / f"run-{n}.log" for n in (1, 2)]
+    processes = [
+        subprocess.Popen(command, env=environment, cwd=REPOSITORY_ROOT, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+        for log in logs
+    ]
+    for process, log in zip(processes, logs, strict=True):
+        assert process.wait(timeout=600) == 0, log.read_text()[-3000:]
+
+    runs = instance.get_runs()
+    assert len(runs) == 2 and {run.status for run in runs} == {DagsterRunStatus.SUCCESS}
+    store = VersionedStore(root=str(settings.data_root))
+    for asset in DATA_ASSETS:
+        versions = sorted(path for path in store.asset_dir(AssetKey(asset)).iterdir() if path.is_dir())
+        # One version per run, each certified with the digest its own run recorded.
+        assert sorted(version.name.rsplit("_", 1)[1] for version in versions) == sorted(run.run_id for run in runs)
+        for version in versions:
+            record = instance.fetch_materializations(AssetKey(asset), limit=10).records
+            digests = {r.asset_materialization.metadata["digest"].value for r in record}
+            assert store.manifest(version)["digest"] in digests
+            assert (version / "_CERTIFIED.json").exists()
+
+    registry = MlflowResource(tracking_uri=settings.mlflow_tracking_uri, model_name=settings.model_name, alias=settings.model_alias)
+    versions = registry.client.search_model_versions(f"name = '{settings.model_name}'")
+    trained_by = sorted(version.tags["dagster_run_id"] for version in versions)
+    assert trained_by == sorted(run.run_id for run in runs)
+    assert registry.aliased_version_number() in {str(version.version) for version in versions}
+    instance.dispose()
