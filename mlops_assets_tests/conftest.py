@@ -46,13 +46,18 @@ class Platform:
     instance: DagsterInstance
 
     def materialize(
-        self, *, source: Path | None = None, selection: str | None = None, run_config: dict | None = None
+        self,
+        *,
+        source: Path | None = None,
+        selection: str | list[str] | None = None,
+        run_config: dict | None = None,
+        resources: dict[str, object] | None = None,
     ) -> ExecuteInProcessResult:
         settings = self.settings if source is None else replace(self.settings, data_source=str(source))
         return materialize(
             [*HOUSING_ASSETS, *HOUSING_CHECKS],
             instance=self.instance,
-            resources=build_resources(settings),
+            resources=resources or build_resources(settings),
             selection=selection,
             run_config=run_config,
             raise_on_error=False,

@@ -2,7 +2,7 @@
 
 from functools import partial
 
-from dagster import MetadataValue, asset
+from dagster import Backoff, MetadataValue, RetryPolicy, asset
 
 DATA_GROUP = "housing_data"
 MODEL_GROUP = "housing_model"
@@ -10,7 +10,11 @@ OWNERS = ["team:mlops"]
 # Two Spark-heavy steps on two cores only slow each other down: dagster.yaml limits this pool to one.
 SPARK_POOL = "spark"
 
-# Every Spark data asset: versioned Parquet through the IO manager, in the `spark` pool.
+# A Spark step can fail for reasons of the moment (an executor lost, a worker restarting): it is
+# retried in its run. A retry writes a new version folder; the half-written one is never read.
+SPARK_RETRY_POLICY = RetryPolicy(max_retries=2, delay=5, backoff=Backoff.EXPONENTIAL)
+
+# Every Spark data asset: versioned Parquet through the IO manager, in the `spark` pool, retried.
 spark_data_asset = partial(
     asset,
     group_name=DATA_GROUP,
@@ -18,6 +22,7 @@ spark_data_asset = partial(
     owners=OWNERS,
     io_manager_key="spark_parquet_io_manager",
     pool=SPARK_POOL,
+    retry_policy=SPARK_RETRY_POLICY,
 )
 
 
