@@ -19,7 +19,7 @@ import httpx
 import pyarrow.parquet as pq
 import pytest
 
-from .conftest import ALIAS, REPOSITORY_ROOT, wait_for
+from .conftest import ALIAS, REPOSITORY_ROOT, SEED_RECORD, wait_for
 from .prometheus import parse_prometheus
 from .test_prediction_equality import records_of
 
@@ -200,3 +200,25 @@ def test_two_workers_follow_the_alias_under_load_without_a_failed_request(two_wo
         assert lineage["rows"][0]["features"] == records[row]
         served_by[lineage["worker"]] = request_id
     assert len(served_by) == 2, "both workers answered and logged"
+
+
+def test_a_worker_killed_while_it_reloads_comes_back_serving_a_good_version(two_workers) -> None:
+    base, model, _, _ = two_workers
+    states = _workers_states(base)
+    victim_pid = int(next(iter(states)).split("-")[-2])  # worker ids are <host>-<pid>-<random>
+
+    new = model.move_alias("v2")
+    os.kill(victim_pid, signal.SIGKILL)  # while it polls, downloads or smoke-tests the new version
+
+    # uvicorn's supervisor starts a replacement, which loads whatever the alias names now.
+    wait_for(
+        lambda: (
+            len(states := _workers_states(base, attempts=24)) == 2
+            and all(state["version"] == new for state in states.values())
+            and all(f"-{victim_pid}-" not in worker for worker in states)
+        ),
+        timeout=90,
+        what="a replacement worker serving the new version",
+    )
+    answers = [httpx.post(f"{base}/predict", json=SEED_RECORD, timeout=10) for _ in range(20)]
+    assert {(answer.status_code, answer.json()["model_version"]) for answer in answers} == {(200, new)}
