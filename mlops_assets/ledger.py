@@ -16,8 +16,9 @@ from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
-from dagster import ConfigurableResource, MetadataValue
+from dagster import AssetExecutionContext, ConfigurableResource, MetadataValue, OpExecutionContext
 from pydantic import Field
 
 SCHEDULE_NAME_TAG = "dagster/schedule_name"
@@ -142,6 +143,10 @@ class DeploymentLedger(ConfigurableResource):
             connection.row_factory = sqlite3.Row
             connection.executescript(_SCHEMA)
             yield connection
+
+    def append_from_step(self, context: AssetExecutionContext | OpExecutionContext, **move: Any) -> "AliasMove":
+        """`append` for a move a Dagster step made: the run, its job and its tags say who made it."""
+        return self.append(**move, run_id=context.run_id, job_name=context.job_name, run_tags=context.run.tags)
 
     def append(
         self,

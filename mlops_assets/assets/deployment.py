@@ -99,16 +99,14 @@ def deployed_model(
         mlflow_resource.tag_version(
             candidate_version, {"deployed_at": moved_at.isoformat(), "replaced_version": current_version or ""}
         )
-        ledger.append(
+        ledger.append_from_step(
+            context,
             model_name=mlflow_resource.model_name,
             alias=mlflow_resource.alias,
             version=candidate_version,
             previous_version=current_version,
             action="deploy",
             reason=reason,
-            run_id=context.run_id,
-            job_name=context.job_name,
-            run_tags=context.run.tags,
             moved_at=moved_at,
         )
         context.log.info(f"'{mlflow_resource.alias}' -> version {candidate_version} (was {current_version}): {reason}")

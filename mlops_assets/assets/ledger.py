@@ -29,7 +29,8 @@ def deployment_ledger(
     recorded_version = recorded.version if recorded else None
     actual_version = mlflow_resource.aliased_version_number()
     if actual_version != recorded_version:
-        ledger.append(
+        ledger.append_from_step(
+            context,
             model_name=model_name,
             alias=alias,
             version=actual_version,
@@ -39,9 +40,6 @@ def deployment_ledger(
                 f"'{alias}' found at version {actual_version} while the ledger last recorded {recorded_version}: "
                 "moved outside the pipeline (MLflow UI or API) or before the ledger existed"
             ),
-            run_id=context.run_id,
-            job_name=context.job_name,
-            run_tags=context.run.tags,
         )
         context.log.warning(f"'{alias}' moved outside the pipeline: {recorded_version} -> {actual_version}, recorded as observed")
     return MaterializeResult(metadata=ledger_metadata(ledger, model_name=model_name, alias=alias))

@@ -85,16 +85,14 @@ def move_production_back(
     mlflow_resource.tag_version(
         current, {ROLLED_BACK_AT_TAG: moved_at.isoformat(), "rolled_back_to": target, "rolled_back_by_run": context.run_id}
     )
-    ledger.append(
+    ledger.append_from_step(
+        context,
         model_name=mlflow_resource.model_name,
         alias=mlflow_resource.alias,
         version=target,
         previous_version=current,
         action="rollback",
         reason=reason,
-        run_id=context.run_id,
-        job_name=context.job_name,
-        run_tags=context.run.tags,
         moved_at=moved_at,
     )
     context.log.warning(f"'{mlflow_resource.alias}' rolled back to version {target} (was {current}): {reason}")
