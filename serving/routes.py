@@ -85,6 +85,7 @@ def build_routes(state: ServingState) -> list[HTTPRouteHandler]:
             200: ResponseSpec(PredictionResponse, description="Predictions, in the order of the records."),
             400: ResponseSpec(ErrorResponse, description="The body is not JSON."),
             413: ResponseSpec(ErrorResponse, description="The body is larger than MLOPS_SERVING_MAX_BODY_BYTES."),
+            415: ResponseSpec(ErrorResponse, description="The body is declared as something other than JSON."),
             422: ResponseSpec(ErrorResponse, description="A field is missing, of the wrong type or implausible."),
             503: ResponseSpec(ErrorResponse, description="No model is in production yet."),
         },
@@ -92,6 +93,9 @@ def build_routes(state: ServingState) -> list[HTTPRouteHandler]:
     async def predict(request: Request) -> JSONBytes:
         if holder.current is None:
             return unavailable()
+        if not _declares_json(request.headers.get("content-type")):
+            detail = f"`content-type` must be application/json, not {request.headers.get('content-type')!r}"
+            return _json(ErrorResponse(415, detail), 415)
         try:
             parsed = decode_predict_body(await _read_body(request, settings.max_body_bytes))
         except msgspec.ValidationError as error:
@@ -289,6 +293,14 @@ def _json(
     if request_id is not None:
         all_headers.append((b"x-request-id", request_id.encode()))
     return JSONBytes(encoded, status_code, all_headers)
+
+
+def _declares_json(content_type: str | None) -> bool:
+    """No content type (a bare client) is read as JSON; a declared one must be JSON."""
+    if content_type is None:
+        return True
+    mime_type = content_type.split(";", 1)[0].strip().lower()
+    return mime_type == "application/json" or mime_type.endswith("+json")
 
 
 async def _read_body(request: Request, limit: int) -> bytes:

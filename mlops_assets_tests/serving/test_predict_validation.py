@@ -152,6 +152,16 @@ def test_json_of_the_wrong_shape_is_422(served_v1, body: str) -> None:
     assert_refused(served_v1.post("/predict", content=body), 422, None)
 
 
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", "text/csv", "application/xml"])
+def test_a_body_declared_as_something_else_than_json_is_415(served_v1, content_type: str) -> None:
+    response = served_v1.post("/predict", content=json.dumps(SEED_RECORD), headers={"content-type": content_type})
+
+    assert response.status_code == 415
+    assert "content-type" in response.json()["detail"] and content_type in response.json()["detail"]
+    accepted = served_v1.post("/predict", content=json.dumps(SEED_RECORD), headers={"content-type": "application/json; charset=utf-8"})
+    assert accepted.status_code == 200
+
+
 def test_a_batch_beyond_the_limit_is_refused(served_v1) -> None:
     # served_v1 allows 50 records per request
     assert served_v1.post("/predict", json=[SEED_RECORD] * 50).status_code == 200
