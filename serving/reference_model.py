@@ -10,17 +10,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mlops_assets.ml.housing import OPTIONAL_FEATURES, RAW_FEATURES, TARGET
-from mlops_assets.ml.model import SKOPS_TRUSTED_TYPES, Hyperparameters, build_pipeline
+from mlops_assets.ml.housing import RAW_FEATURES, TARGET
+from mlops_assets.ml.model import Hyperparameters, build_pipeline, log_housing_model
 
 if TYPE_CHECKING:
     import pandas as pd
-    from mlflow.models import ModelSignature
 
 EXPERIMENT_NAME = "housing_price"
-INPUT_EXAMPLE_ROWS = 5
-# Writing the requirements explicitly skips `uv export`, which costs seconds per logged model.
-PIP_REQUIREMENTS = ["scikit-learn", "skops", "numpy", "pandas"]
 
 
 @dataclass
@@ -62,24 +58,14 @@ class ReferenceRegistry:
     ) -> str:
         """Log `pipeline` as a new version of `model_name`, tagged like the pipeline tags it; returns the version."""
         import mlflow
-        import mlflow.sklearn
 
-        example = training_frame[list(RAW_FEATURES)].head(INPUT_EXAMPLE_ROWS)
         # `log_model` registers through the process-wide URIs (and MLflow exports them to the environment
         # for subprocesses): this process's MLflow points at this store from here on.
         mlflow.set_tracking_uri(self.tracking_uri)
         mlflow.set_registry_uri(self.tracking_uri)
         with mlflow.start_run(experiment_id=self.experiment_id, tags=lineage):
             mlflow.log_metrics({f"holdout_{name}": value for name, value in holdout_metrics.items()})
-            info = mlflow.sklearn.log_model(
-                pipeline,
-                name="model",
-                signature=model_signature(example),
-                input_example=example,
-                registered_model_name=model_name,
-                skops_trusted_types=list(SKOPS_TRUSTED_TYPES),
-                pip_requirements=PIP_REQUIREMENTS,
-            )
+            info = log_housing_model(pipeline, training_frame, registered_model_name=model_name)
         version = str(info.registered_model_version)
         tags = {**lineage, "holdout_rmse": round(holdout_metrics.get("rmse", float("nan")), 2)}
         for key, value in tags.items():
@@ -107,20 +93,6 @@ class ReferenceRegistry:
 
     def move_alias(self, model_name: str, alias: str, version: str) -> None:
         self.client.set_registered_model_alias(model_name, alias, version)
-
-
-def model_signature(example: "pd.DataFrame") -> "ModelSignature":
-    """The signature the `trained_model` asset logs: typed raw columns, the optional ones not required."""
-    from mlflow.models import ModelSignature
-    from mlflow.types import ColSpec, Schema
-
-    inputs = Schema(
-        [
-            ColSpec("string" if example[name].dtype == object else "double", name, required=name not in OPTIONAL_FEATURES)
-            for name in RAW_FEATURES
-        ]
-    )
-    return ModelSignature(inputs=inputs, outputs=Schema([ColSpec("double")]))
 
 
 def read_reference_frame(csv_path: Path) -> "pd.DataFrame":

@@ -1,6 +1,3 @@
-from typing import TYPE_CHECKING
-
-import pandas as pd
 import pyspark.sql.functions as F
 from dagster import AssetExecutionContext, Config, MetadataValue, Output, asset
 from pydantic import Field
@@ -9,15 +6,10 @@ from pyspark.sql import DataFrame
 from mlops_assets.assets.common import MODEL_GROUP, OWNERS
 from mlops_assets.ml import MODEL_CODE_VERSION
 from mlops_assets.ml.evaluation import regression_metrics
-from mlops_assets.ml.housing import OPTIONAL_FEATURES, RAW_FEATURES, TARGET
+from mlops_assets.ml.housing import RAW_FEATURES, TARGET
 from mlops_assets.ml.model import Hyperparameters
 from mlops_assets.resources.io_managers import Versioned
 from mlops_assets.resources.mlflow_registry import MlflowResource, wait_for_model_stack
-
-if TYPE_CHECKING:
-    from mlflow.models import ModelSignature
-
-INPUT_EXAMPLE_ROWS = 5
 _DEFAULTS = Hyperparameters()
 
 
@@ -33,19 +25,6 @@ class TrainingConfig(Config):
     random_state: int = Field(default=_DEFAULTS.random_state, description="Seed, for reproducible models.")
 
 
-def model_signature(example: pd.DataFrame) -> "ModelSignature":
-    from mlflow.models import ModelSignature
-    from mlflow.types import ColSpec, Schema
-
-    inputs = Schema(
-        [
-            ColSpec("string" if example[name].dtype == object else "double", name, required=name not in OPTIONAL_FEATURES)
-            for name in RAW_FEATURES
-        ]
-    )
-    return ModelSignature(inputs=inputs, outputs=Schema([ColSpec("double")]))
-
-
 @asset(group_name=MODEL_GROUP, kinds={"scikitlearn", "mlflow"}, owners=OWNERS, io_manager_key="json_io_manager", code_version=MODEL_CODE_VERSION)
 def trained_model(
     context: AssetExecutionContext,
@@ -58,9 +37,8 @@ def trained_model(
     as a new version of the model. It is not deployed here: evaluation and the gate decide that."""
     wait_for_model_stack()
     import mlflow
-    import mlflow.sklearn
 
-    from mlops_assets.ml.model import SKOPS_TRUSTED_TYPES, build_pipeline, pip_requirements, untrusted_types
+    from mlops_assets.ml.model import build_pipeline, log_housing_model, untrusted_types
 
     train = housing_features.value.filter(F.col("split") == "train").select(*RAW_FEATURES, TARGET).toPandas()
     features, target = train[list(RAW_FEATURES)], train[TARGET].to_numpy()
@@ -78,19 +56,10 @@ def trained_model(
         "dagster_run_id": context.run_id,
         "code_version": MODEL_CODE_VERSION,
     }
-    example = features.head(INPUT_EXAMPLE_ROWS)
     with mlflow_resource.start_run(run_name=f"train-{context.run_id[:8]}", tags=lineage) as run:
         mlflow.log_params({**params.__dict__, "train_rows": len(train)})
         mlflow.log_metrics({f"train_{name}": value for name, value in train_metrics.items()})
-        model_info = mlflow.sklearn.log_model(
-            pipeline,
-            name="model",
-            signature=model_signature(example),
-            input_example=example,
-            registered_model_name=mlflow_resource.model_name,
-            skops_trusted_types=list(SKOPS_TRUSTED_TYPES),
-            pip_requirements=pip_requirements(),
-        )
+        model_info = log_housing_model(pipeline, features, registered_model_name=mlflow_resource.model_name)
     version = str(model_info.registered_model_version)
     mlflow_resource.tag_version(version, lineage)
     record = {

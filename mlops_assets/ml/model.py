@@ -5,9 +5,15 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from mlops_assets.ml.features import engineer_features, engineered_feature_names
+from mlops_assets.ml.housing import OPTIONAL_FEATURES, RAW_FEATURES
 
 if TYPE_CHECKING:
+    import pandas as pd
+    from mlflow.models import ModelSignature
+    from mlflow.models.model import ModelInfo
     from sklearn.pipeline import Pipeline
+
+INPUT_EXAMPLE_ROWS = 5
 
 # Exactly the types this pipeline holds beyond skops' defaults; training refuses a model holding anything else.
 SKOPS_TRUSTED_TYPES: tuple[str, ...] = (
@@ -72,3 +78,33 @@ def untrusted_types(pipeline: "Pipeline") -> list[str]:
 
     return sorted(set(skops.io.get_untrusted_types(data=skops.io.dumps(pipeline))) - set(SKOPS_TRUSTED_TYPES))
 
+
+def model_signature(example: "pd.DataFrame") -> "ModelSignature":
+    """Typed raw columns in, one price out; the optional columns are not required."""
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, Schema
+
+    inputs = Schema(
+        [
+            ColSpec("string" if example[name].dtype == object else "double", name, required=name not in OPTIONAL_FEATURES)
+            for name in RAW_FEATURES
+        ]
+    )
+    return ModelSignature(inputs=inputs, outputs=Schema([ColSpec("double")]))
+
+
+def log_housing_model(pipeline: "Pipeline", features: "pd.DataFrame", *, registered_model_name: str) -> "ModelInfo":
+    """Log `pipeline` to the active MLflow run and register it: signature, input example (the first
+    rows of `features`), the skops trust list and explicit requirements, the same for every version."""
+    import mlflow.sklearn
+
+    example = features[list(RAW_FEATURES)].head(INPUT_EXAMPLE_ROWS)
+    return mlflow.sklearn.log_model(
+        pipeline,
+        name="model",
+        signature=model_signature(example),
+        input_example=example,
+        registered_model_name=registered_model_name,
+        skops_trusted_types=list(SKOPS_TRUSTED_TYPES),
+        pip_requirements=pip_requirements(),
+    )

@@ -2,14 +2,12 @@
 alias moves back and forth between two versions every few seconds. No request may fail, every answer
 must be pyfunc's for its row and the version it names, and the server's memory must stay bounded."""
 
-import threading
 import time
 from collections import Counter
 from pathlib import Path
 
-import httpx
-
 from .conftest import wait_for
+from .load import ConcurrentClients
 from .test_prediction_equality import records_of
 from .test_uvicorn_workers import two_workers  # noqa: F401  (the fixture: `python -m serving --workers 2`)
 
@@ -40,27 +38,9 @@ def test_a_minute_at_32_connections_while_the_alias_moves(two_workers, registry)
     frame = registry.frame.dropna().sample(500, random_state=9)
     records = records_of(frame)
     expected = {model.versions[label]: registry.expected(label, frame) for label in ("v1", "v2")}
-    answers: list[tuple[int, int, str | None, float | None]] = []
-    stop = threading.Event()
-
-    def client_loop(offset: int) -> None:
-        with httpx.Client(base_url=base, timeout=10) as client:
-            position = offset
-            while not stop.is_set():
-                row = position % len(records)
-                try:
-                    response = client.post("/predict", json=records[row])
-                    body = response.json() if response.status_code == 200 else {}
-                    answers.append((row, response.status_code, body.get("model_version"), (body.get("predictions") or [None])[0]))
-                except httpx.HTTPError:
-                    answers.append((row, 0, None, None))
-                position += CONNECTIONS
-
-    threads = [threading.Thread(target=client_loop, args=(offset,)) for offset in range(CONNECTIONS)]
-    for thread in threads:
-        thread.start()
     moves = 0
-    try:
+    with ConcurrentClients(base, records, CONNECTIONS) as clients:
+        answers = clients.answers
         wait_for(lambda: len(answers) > 2000, timeout=60, what="the load to warm up")
         warm_mib = group_rss_mib(server.pid)
         started = time.monotonic()
@@ -69,10 +49,6 @@ def test_a_minute_at_32_connections_while_the_alias_moves(two_workers, registry)
             model.move_alias("v2" if moves % 2 == 0 else "v1")
             moves += 1
         end_mib = group_rss_mib(server.pid)
-    finally:
-        stop.set()
-        for thread in threads:
-            thread.join(timeout=30)
 
     failures = [answer for answer in answers if answer[1] != 200]
     versions = Counter(answer[2] for answer in answers)

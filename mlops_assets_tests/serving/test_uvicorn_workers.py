@@ -7,10 +7,8 @@ version it names, and each worker must write its own prediction-log files.
 
 import os
 import signal
-import socket
 import subprocess
 import sys
-import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -19,17 +17,14 @@ import httpx
 import pyarrow.parquet as pq
 import pytest
 
+from mlops_assets_tests.processes import free_port, stop
+
 from .conftest import ALIAS, REPOSITORY_ROOT, SEED_RECORD, wait_for
+from .load import ConcurrentClients
 from .prometheus import parse_prometheus
 from .test_prediction_equality import records_of
 
 CLIENT_THREADS = 6
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture
@@ -67,7 +62,7 @@ def two_workers(registry, tmp_path: Path):
         )
         yield base, model, tmp_path / "prediction_log", server
     finally:
-        _stop(server)
+        stop(server, grace=30)
     # no worker (nor multiprocessing helper) outlives the server for long
     wait_for(lambda: not _group_alive(server.pid), timeout=15, what="every process of the server to exit")
 
@@ -87,16 +82,6 @@ def _ready(base: str) -> bool:
         return False
 
 
-def _stop(server: subprocess.Popen) -> None:
-    if server.poll() is None:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait(timeout=10)
-
-
 def _workers_states(base: str, attempts: int = 16) -> dict[str, dict]:
     """/model of each worker reached by `attempts` fresh connections, by worker id."""
     states = {}
@@ -111,34 +96,8 @@ def test_two_workers_follow_the_alias_under_load_without_a_failed_request(two_wo
     frame = registry.frame.dropna().sample(300, random_state=5)
     records = records_of(frame)
     expected = {model.versions[label]: registry.expected(label, frame) for label in ("v1", "v2")}
-    answers: list[tuple[int, int, str | None, float | None, str]] = []
-    stop = threading.Event()
-
-    def client_loop(offset: int) -> None:
-        with httpx.Client(base_url=base, timeout=10) as client:  # one keep-alive connection per thread
-            position = offset
-            while not stop.is_set():
-                row = position % len(records)
-                try:
-                    response = client.post("/predict", json=records[row])
-                    body = response.json() if response.status_code == 200 else {}
-                    answers.append(
-                        (
-                            row,
-                            response.status_code,
-                            body.get("model_version"),
-                            (body.get("predictions") or [None])[0],
-                            body.get("request_id", ""),
-                        )
-                    )
-                except httpx.HTTPError as error:
-                    answers.append((row, 0, None, None, repr(error)))
-                position += CLIENT_THREADS
-
-    threads = [threading.Thread(target=client_loop, args=(offset,)) for offset in range(CLIENT_THREADS)]
-    for thread in threads:
-        thread.start()
-    try:
+    with ConcurrentClients(base, records, CLIENT_THREADS) as clients:
+        answers = clients.answers
         wait_for(lambda: len(answers) > 200, what="load to build up")
         model.move_alias("v2")
         new = model.versions["v2"]
@@ -159,10 +118,6 @@ def test_two_workers_follow_the_alias_under_load_without_a_failed_request(two_wo
             what="both workers to refuse the broken version",
         )
         time.sleep(0.5)  # keep serving a little after the refusal
-    finally:
-        stop.set()
-        for thread in threads:
-            thread.join(timeout=30)
 
     failures = [answer for answer in answers if answer[1] != 200]
     assert not failures, f"{len(failures)} of {len(answers)} requests failed, e.g. {failures[:3]}"
