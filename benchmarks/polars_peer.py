@@ -10,8 +10,8 @@ from types import SimpleNamespace
 
 import polars as pl
 
-from mlops_assets.ml.features import DERIVED_FEATURES, derived_columns
-from mlops_assets.ml.housing import CATEGORY, NUMERIC_FEATURES, OPTIONAL_FEATURES, SOURCE_COLUMNS, TARGET, TARGET_CAP
+from mlops_assets.projects.housing.features import DERIVED_FEATURES, derived_columns
+from mlops_assets.projects.housing.domain import CATEGORY, NUMERIC_FEATURES, OPTIONAL_FEATURES, SOURCE_COLUMNS, TARGET, TARGET_CAP
 
 POLARS_MATH = SimpleNamespace(
     sqrt=lambda column: column.sqrt(), least=pl.min_horizontal, as_float=lambda column: column.cast(pl.Float64)

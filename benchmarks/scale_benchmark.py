@@ -3,7 +3,7 @@
 Inputs are the reference CSV replicated with jitter (coordinates, counts, incomes and prices moved by a
 few percent, so no two copies are equal), written once to benchmarks/.data/ and reused. For each size
 it runs, as separate processes timed from start to exit:
-  spark:  `dagster asset materialize` of raw_housing, cleaned_housing, housing_features (with their
+  spark:  `dagster asset materialize` of housing/raw, housing/cleaned, housing/features (with their
           contract checks) on local[*], on a fresh temporary instance;
   polars: benchmarks/polars_peer.py, the same cleaning and features.
 Peak memory is the largest sum of RSS over the process tree (driver, JVM), sampled every 100 ms.
@@ -96,7 +96,7 @@ def run_spark(source: Path) -> tuple[float, int]:
         (home / "dagster.yaml").symlink_to(REPOSITORY_ROOT / "dagster.yaml")
         env = {**os.environ, "DAGSTER_HOME": str(home), "MLOPS_STATE_DIR": state, "MLOPS_DATA_SOURCE": str(source), "SPARK_LOCAL_IP": "127.0.0.1"}
         return measure(
-            [str(BIN / "dagster"), "asset", "materialize", "-m", "mlops_assets.definitions", "--select", "raw_housing,cleaned_housing,housing_features"],
+            [str(BIN / "dagster"), "asset", "materialize", "-m", "mlops_assets.definitions", "--select", "housing/raw,housing/cleaned,housing/features"],
             env,
         )
 

@@ -238,7 +238,7 @@ def main() -> int:
 
 
 def prepare_registry(root: Path, csv: Path) -> str:
-    from mlops_assets.ml.model import Hyperparameters
+    from mlops_assets.projects.housing.model import Hyperparameters
     from serving.reference_model import ReferenceRegistry, read_reference_frame, train_and_register
 
     started = time.perf_counter()
@@ -251,7 +251,7 @@ def prepare_registry(root: Path, csv: Path) -> str:
 def reference_records(csv: Path) -> list[dict]:
     import pandas as pd
 
-    from mlops_assets.ml.housing import RAW_FEATURES
+    from mlops_assets.projects.housing.domain import RAW_FEATURES
 
     frame = pd.read_csv(csv)[list(RAW_FEATURES)]
     records = frame.sample(n=min(SINGLE_ROW_PAYLOADS, len(frame)), random_state=7).to_dict("records")

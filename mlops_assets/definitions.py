@@ -1,54 +1,42 @@
-"""The code location: every asset, check, resource and job of mlops-assets, assembled from settings."""
+"""The code location: every model project's assets, checks, jobs, schedules and sensors, built by the
+platform's factory from the projects' declarations, with the resources they share."""
 
 import warnings
 from pathlib import Path
 
 from dagster import (
     AnchorBasedFilePathMapping,
-    AssetSelection,
     BetaWarning,
-    Definitions,
-    define_asset_job,
-    in_process_executor,
     link_code_references_to_git,
     with_source_code_references,
 )
 
-from mlops_assets.assets import HOUSING_ASSETS, MONITORING_ASSETS
-from mlops_assets.automation import AUTOMATION_JOBS, AUTOMATION_SENSORS, build_schedules
-from mlops_assets.checks import HOUSING_CHECKS
-from mlops_assets.resources import build_resources
+from mlops_assets.platform.automation import ALL_PROJECTS_JOB
+from mlops_assets.platform.factory import build_platform_definitions
+from mlops_assets.projects import load_projects
 from mlops_assets.settings import Settings
 
-housing_pipeline_job = define_asset_job(
-    "housing_pipeline",
-    selection=AssetSelection.assets(*HOUSING_ASSETS),
-    description="Every asset from the raw CSV to the production alias, with their checks.",
-)
-
 settings = Settings.from_env()
+PROJECTS = load_projects()
 
-# Each asset links to the function that computes it: the local file, or its page on the git host.
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore", BetaWarning)  # code references are beta; every process would say so
-    assets = with_source_code_references([*HOUSING_ASSETS, *MONITORING_ASSETS])
-    if settings.code_git_url:
-        assets = link_code_references_to_git(
-            assets,
-            git_url=settings.code_git_url,
-            git_branch=settings.code_git_branch,
-            file_path_mapping=AnchorBasedFilePathMapping(
-                local_file_anchor=Path(__file__).resolve().parents[1], file_anchor_path_in_repository=""
-            ),
-        )
 
-defs = Definitions(
-    assets=assets,
-    asset_checks=HOUSING_CHECKS,
-    jobs=[housing_pipeline_job, *AUTOMATION_JOBS],
-    schedules=build_schedules(settings),
-    sensors=AUTOMATION_SENSORS,
-    resources=build_resources(settings),
-    # One process per run: the steps share one SparkSession and pay the imports once (see README).
-    executor=in_process_executor,
-)
+def linked_to_code(assets: list) -> list:
+    """Each asset links to the code that computes it: the local file, or its page on the git host."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", BetaWarning)  # code references are beta; every process would say so
+        assets = with_source_code_references(assets)
+        if settings.code_git_url:
+            assets = link_code_references_to_git(
+                assets,
+                git_url=settings.code_git_url,
+                git_branch=settings.code_git_branch,
+                file_path_mapping=AnchorBasedFilePathMapping(
+                    local_file_anchor=Path(__file__).resolve().parents[1], file_anchor_path_in_repository=""
+                ),
+            )
+    return assets
+
+
+defs = build_platform_definitions(PROJECTS, settings, link_code=linked_to_code)
+
+__all__ = ["ALL_PROJECTS_JOB", "PROJECTS", "defs"]

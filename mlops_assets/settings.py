@@ -3,20 +3,23 @@
 With nothing set, all state lives under one project-local folder (`.mlops_state/`, git-ignored):
 the Dagster instance, the MLflow SQLite store and artifacts, and the data root. The production
 profile sets the same standard variables to Postgres, an MLflow server and a Spark master.
+
+Each model project's source is, first found: MLOPS_<PROJECT>_SOURCE (and MLOPS_<PROJECT>_SHA256), an
+older variable the project still honours, its reference file in MLOPS_DATA_DIR (verified against the
+published checksum), or its public URL (downloaded once, verified).
 """
 
 import os
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-# The public copy of the reference data and its checksum; a local path in MLOPS_DATA_SOURCE works offline.
-REFERENCE_DATA_URL = "https://raw.githubusercontent.com/ageron/handson-ml2/master/datasets/housing/housing.csv"
-REFERENCE_DATA_SHA256 = "8a3727f4cf54ac1a327f69b1d5b4db54c5834ea81c6e4efc0d163300022a685e"
+if TYPE_CHECKING:
+    from mlops_assets.platform.project import DataSource
 
-MODEL_NAME = "housing_price"
 PRODUCTION_ALIAS = "production"
-EXPERIMENT_NAME = "housing_price"
 
 # The daily refresh: 03:00 UTC, after a night's drops have landed and before the working day.
 SCHEDULE_CRON = "0 3 * * *"
@@ -52,12 +55,9 @@ class Settings:
     dagster_home: Path
     mlflow_tracking_uri: str
     mlflow_artifact_root: str | None
-    data_source: str
-    data_source_sha256: str | None
     data_root: Path
     spark_master: str
     spark_driver_memory: str
-    model_name: str
     model_alias: str
     # Automation: the daily refresh, new-data drops, drift, alerts, approval and the deployment ledger.
     schedule_cron: str
@@ -75,6 +75,23 @@ class Settings:
     # Where the UI's "view code" links point: the local files, or these files in a git host's web view.
     code_git_url: str | None
     code_git_branch: str
+    # Where reference copies of every project's data lie (MLOPS_DATA_DIR), and the per-project variables.
+    data_dir: Path | None = None
+    source_variables: Mapping[str, str] = field(default_factory=dict)
+
+    def source_for(self, project_name: str, source: "DataSource") -> tuple[str, str | None]:
+        """Where a project's raw CSV comes from, and the sha256 it must have (None: any)."""
+        for prefix in (f"MLOPS_{project_name.upper()}", *source.legacy_prefixes):
+            location = self.source_variables.get(f"{prefix}_SOURCE")
+            if location:
+                checksum = self.source_variables.get(f"{prefix}_SHA256") or (source.sha256 if location == source.url else None)
+                return location, checksum
+        if self.data_dir is not None:
+            return str(self.data_dir / source.file_name), source.sha256
+        return source.url, source.sha256
+
+    def landing_dir_for(self, project_name: str) -> Path:
+        return self.landing_dir / project_name
 
     @classmethod
     def from_env(cls, environ: "os._Environ[str] | dict[str, str]" = os.environ) -> "Settings":
@@ -82,21 +99,15 @@ class Settings:
         tracking_uri = environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{state_dir / 'mlflow' / 'mlflow.db'}"
         # A local store puts artifacts next to it; a tracking server decides where they go itself.
         default_artifact_root = str(state_dir / "mlflow" / "artifacts") if _is_local_store(tracking_uri) else None
-        data_source = environ.get("MLOPS_DATA_SOURCE", REFERENCE_DATA_URL)
         data_root = Path(environ.get("MLOPS_DATA_ROOT", state_dir / "data")).resolve()
         return cls(
             state_dir=state_dir,
             dagster_home=Path(environ.get("DAGSTER_HOME", state_dir / "dagster_home")).resolve(),
             mlflow_tracking_uri=tracking_uri,
             mlflow_artifact_root=environ.get("MLOPS_MLFLOW_ARTIFACT_ROOT", default_artifact_root),
-            data_source=data_source,
-            data_source_sha256=environ.get(
-                "MLOPS_DATA_SHA256", REFERENCE_DATA_SHA256 if data_source == REFERENCE_DATA_URL else None
-            ),
             data_root=data_root,
             spark_master=environ.get("MLOPS_SPARK_MASTER", "local[*]"),
             spark_driver_memory=environ.get("MLOPS_SPARK_DRIVER_MEMORY", "4g"),
-            model_name=environ.get("MLOPS_MODEL_NAME", MODEL_NAME),
             model_alias=environ.get("MLOPS_MODEL_ALIAS", PRODUCTION_ALIAS),
             schedule_cron=environ.get("MLOPS_SCHEDULE_CRON", SCHEDULE_CRON),
             schedule_timezone=environ.get("MLOPS_SCHEDULE_TIMEZONE", SCHEDULE_TIMEZONE),
@@ -113,6 +124,10 @@ class Settings:
             ledger_path=Path(environ.get("MLOPS_LEDGER_PATH", data_root / "deployment_ledger.sqlite3")).resolve(),
             code_git_url=environ.get("MLOPS_CODE_GIT_URL") or None,
             code_git_branch=environ.get("MLOPS_CODE_GIT_BRANCH", "main"),
+            data_dir=Path(environ["MLOPS_DATA_DIR"]).resolve() if environ.get("MLOPS_DATA_DIR") else None,
+            source_variables={
+                name: value for name, value in environ.items() if name.startswith("MLOPS_") and name.endswith(("_SOURCE", "_SHA256"))
+            },
         )
 
 

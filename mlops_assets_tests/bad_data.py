@@ -46,22 +46,22 @@ def _truncated_after(rows: int) -> Damage:
 
 # name -> (damage, the check that must stop it, the column it must name, a word of the rule it must name)
 BAD_BATCHES: dict[str, tuple[Damage, str, str | None, str]] = {
-    "missing_column": (lambda f: f.drop(columns=["median_income"]), "check_contract_raw_housing", "median_income", "column_in_dataframe"),
-    "non_numeric_value": (_set("total_rooms", slice(10, 13), "lots"), "check_contract_raw_housing", "total_rooms", "str_matches"),
-    "out_of_range_coordinates": (_set("latitude", slice(0, 25), 52.5), "check_contract_cleaned_housing", "latitude", "in_range"),
-    "negative_count": (_set("population", slice(100, 104), -12.0), "check_contract_cleaned_housing", "population", "in_range"),
-    "unknown_category": (_set("ocean_proximity", slice(5, 9), "NEAR LAKE"), "check_contract_cleaned_housing", "ocean_proximity", "isin"),
-    "mostly_null_column": (_blank_most_of("housing_median_age"), "check_contract_raw_housing", "housing_median_age", "null_fraction"),
-    "header_only_file": (lambda f: f.iloc[0:0], "check_contract_raw_housing", None, "row_count_at_least"),
+    "missing_column": (lambda f: f.drop(columns=["median_income"]), "check_contract_raw", "median_income", "column_in_dataframe"),
+    "non_numeric_value": (_set("total_rooms", slice(10, 13), "lots"), "check_contract_raw", "total_rooms", "str_matches"),
+    "out_of_range_coordinates": (_set("latitude", slice(0, 25), 52.5), "check_contract_cleaned", "latitude", "in_range"),
+    "negative_count": (_set("population", slice(100, 104), -12.0), "check_contract_cleaned", "population", "in_range"),
+    "unknown_category": (_set("ocean_proximity", slice(5, 9), "NEAR LAKE"), "check_contract_cleaned", "ocean_proximity", "isin"),
+    "mostly_null_column": (_blank_most_of("housing_median_age"), "check_contract_raw", "housing_median_age", "null_fraction"),
+    "header_only_file": (lambda f: f.iloc[0:0], "check_contract_raw", None, "row_count_at_least"),
     "renamed_column": (
-        lambda f: f.rename(columns={"median_income": "income"}), "check_contract_raw_housing", "median_income", "column_in_dataframe"
+        lambda f: f.rename(columns={"median_income": "income"}), "check_contract_raw", "median_income", "column_in_dataframe"
     ),
-    "nan_and_inf": (_set("total_rooms", slice(10, 16), "inf"), "check_contract_raw_housing", "total_rooms", "str_matches"),
-    "nan_literal": (_set("households", slice(40, 43), "NaN"), "check_contract_raw_housing", "households", "str_matches"),
-    "misspelled_category": (_set("ocean_proximity", slice(5, 9), "NEAR BAYY"), "check_contract_cleaned_housing", "ocean_proximity", "isin"),
-    "target_all_null": (_set(TARGET_COLUMN, slice(None), None), "check_contract_raw_housing", TARGET_COLUMN, "null_fraction"),
-    "duplicated_rows": (_with_repeated_rows(0.2), "check_contract_raw_housing", None, "duplicate_fraction"),
-    "truncated_file": (_truncated_after(60), "check_contract_raw_housing", None, "row_count_at_least"),
+    "nan_and_inf": (_set("total_rooms", slice(10, 16), "inf"), "check_contract_raw", "total_rooms", "str_matches"),
+    "nan_literal": (_set("households", slice(40, 43), "NaN"), "check_contract_raw", "households", "str_matches"),
+    "misspelled_category": (_set("ocean_proximity", slice(5, 9), "NEAR BAYY"), "check_contract_cleaned", "ocean_proximity", "isin"),
+    "target_all_null": (_set(TARGET_COLUMN, slice(None), None), "check_contract_raw", TARGET_COLUMN, "null_fraction"),
+    "duplicated_rows": (_with_repeated_rows(0.2), "check_contract_raw", None, "duplicate_fraction"),
+    "truncated_file": (_truncated_after(60), "check_contract_raw", None, "row_count_at_least"),
 }
 
 

@@ -7,16 +7,21 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
-from dagster import AssetKey, DagsterInstance, ExecuteInProcessResult, materialize
+from dagster import AssetKey, AssetSelection, DagsterInstance, ExecuteInProcessResult, materialize
 from dagster._core.instance.ref import InstanceRef
 
-from mlops_assets.assets import HOUSING_ASSETS
-from mlops_assets.checks import HOUSING_CHECKS
-from mlops_assets.resources import build_resources
+from mlops_assets.platform.assets.common import ProjectKeys
+from mlops_assets.platform.checks import build_project_checks
+from mlops_assets.platform.factory import build_project_assets
+from mlops_assets.platform.project import ModelProject
+from mlops_assets.platform.resources import build_resources
+from mlops_assets.projects import load_projects
 from mlops_assets.settings import Settings
 
 REPOSITORY_ROOT = Path(__file__).resolve().parents[1]
-REFERENCE_CSV = Path(os.environ.get("MLOPS_REFERENCE_CSV", REPOSITORY_ROOT.parent / "shared" / "data" / "housing.csv"))
+REFERENCE_DATA_DIR = Path(os.environ.get("MLOPS_REFERENCE_DATA_DIR", REPOSITORY_ROOT.parent / "shared" / "data"))
+REFERENCE_CSV = Path(os.environ.get("MLOPS_REFERENCE_CSV", REFERENCE_DATA_DIR / "housing.csv"))
+PROJECTS: dict[str, ModelProject] = {project.name: project for project in load_projects(extra_modules="")}
 
 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 
@@ -34,8 +39,41 @@ def instance_under(dagster_home: Path) -> DagsterInstance:
     return DagsterInstance.from_ref(InstanceRef.from_dir(str(dagster_home), config_dir=str(REPOSITORY_ROOT)))
 
 
-def settings_under(state_dir: Path, source: Path) -> Settings:
-    return Settings.from_env({"MLOPS_STATE_DIR": str(state_dir), "MLOPS_DATA_SOURCE": str(source)})
+def settings_under(state_dir: Path, source: Path | None = None) -> Settings:
+    """Every project reads its reference copy from the shared data folder; `source` replaces housing's."""
+    environ = {"MLOPS_STATE_DIR": str(state_dir), "MLOPS_DATA_DIR": str(REFERENCE_DATA_DIR)}
+    if source is not None:
+        environ["MLOPS_DATA_SOURCE"] = str(source)
+    return Settings.from_env(environ)
+
+
+def with_source(settings: Settings, project: str, source: Path) -> Settings:
+    return replace(settings, source_variables={**settings.source_variables, f"MLOPS_{project.upper()}_SOURCE": str(source)})
+
+
+def step_config(asset: str, config: dict) -> dict:
+    """Run config for one asset's step, the asset named as the UI shows it (`housing/trained_model`)."""
+    return {"ops": {AssetKey.from_user_string(asset).to_python_identifier(): {"config": config}}}
+
+
+def _selection(selection: str | list[str] | None) -> AssetSelection | None:
+    """Asset names as the UI shows them; `name*` is the asset and everything downstream of it."""
+    if selection is None:
+        return None
+    names = [selection] if isinstance(selection, str) else selection
+    chosen = AssetSelection.assets()
+    for name in names:
+        key = AssetKey.from_user_string(name.rstrip("*"))
+        chosen = chosen | (AssetSelection.assets(key).downstream() if name.endswith("*") else AssetSelection.assets(key))
+    return chosen
+
+
+def project_definitions(project: str, *, monitoring: bool = False) -> list:
+    """A project's flow assets (and, with `monitoring`, the assets that watch it) with their checks."""
+    keys = ProjectKeys(project)
+    wanted = set(keys.all() if monitoring else keys.flow())
+    assets = [asset for asset in build_project_assets(PROJECTS[project]) if asset.key in wanted]
+    return [*assets, *build_project_checks(PROJECTS[project])]
 
 
 @dataclass
@@ -48,30 +86,40 @@ class Platform:
     def materialize(
         self,
         *,
+        project: str = "housing",
         source: Path | None = None,
         selection: str | list[str] | None = None,
         run_config: dict | None = None,
         resources: dict[str, object] | None = None,
+        monitoring: bool = False,
+        tags: dict[str, str] | None = None,
     ) -> ExecuteInProcessResult:
-        settings = self.settings if source is None else replace(self.settings, data_source=str(source))
+        settings = self.settings if source is None else with_source(self.settings, project, source)
         return materialize(
-            [*HOUSING_ASSETS, *HOUSING_CHECKS],
+            project_definitions(project, monitoring=monitoring),
             instance=self.instance,
-            resources=resources or build_resources(settings),
-            selection=selection,
+            resources={**build_resources(settings, list(PROJECTS.values())), **(resources or {})},
+            selection=_selection(selection),
             run_config=run_config,
+            tags=tags,
             raise_on_error=False,
         )
 
+    def resources(self) -> dict[str, object]:
+        return build_resources(self.settings, list(PROJECTS.values()))
+
     @property
     def mlflow(self):
-        return build_resources(self.settings)["mlflow_resource"]
+        return self.resources()["mlflow_resource"]
 
-    def production_version(self) -> str | None:
-        return self.mlflow.aliased_version_number()
+    def registry(self, project: str = "housing"):
+        return self.mlflow.model(PROJECTS[project].model_name)
+
+    def production_version(self, project: str = "housing") -> str | None:
+        return self.registry(project).aliased_version_number()
 
     def versions(self, asset: str) -> list[Path]:
-        folder = self.settings.data_root / asset
+        folder = self.settings.data_root.joinpath(*AssetKey.from_user_string(asset).path)
         return sorted(path for path in folder.iterdir() if path.is_dir()) if folder.exists() else []
 
 
@@ -90,6 +138,22 @@ def make_platform(tmp_path_factory: pytest.TempPathFactory, reference_csv: Path)
         instance.dispose()
 
 
+CHECKED_ASSETS = ("raw", "cleaned", "features", "trained_model", "model_evaluation")
+
+
+def certified_versions(platform: Platform, project: str = "housing", from_asset: str | None = None) -> dict[str, str | None]:
+    """The version other runs would read, for `from_asset` (default: raw) and every checked asset downstream."""
+    from mlops_assets.platform.resources.versioned_store import VersionedStore
+
+    store = VersionedStore(root=str(platform.settings.data_root))
+    names = [f"{project}/{asset}" for asset in CHECKED_ASSETS]
+    start = names.index(from_asset) if from_asset else 0
+    return {
+        name: (path.name if (path := store.latest_certified(AssetKey.from_user_string(name))) else None)
+        for name in names[start:]
+    }
+
+
 def check_results(result: ExecuteInProcessResult) -> dict[str, bool]:
     return {evaluation.check_name: evaluation.passed for evaluation in result.get_asset_check_evaluations()}
 
@@ -99,7 +163,7 @@ def materialized(result: ExecuteInProcessResult) -> set[str]:
 
 
 def asset_metadata(result: ExecuteInProcessResult, asset: str) -> dict:
-    events = [e for e in result.get_asset_materialization_events() if e.asset_key == AssetKey(asset)]
+    events = [e for e in result.get_asset_materialization_events() if e.asset_key == AssetKey.from_user_string(asset)]
     return {key: value.value for key, value in events[-1].materialization.metadata.items()}
 
 
@@ -108,7 +172,7 @@ def spark(tmp_path_factory: pytest.TempPathFactory):
     """A session with the assets' own configuration; their PySparkResource gets this one back from getOrCreate."""
     from pyspark.sql import SparkSession
 
-    from mlops_assets.resources.spark import spark_config
+    from mlops_assets.platform.resources.spark import spark_config
 
     settings = settings_under(tmp_path_factory.mktemp("spark"), REFERENCE_CSV)
     return SparkSession.builder.config(map=spark_config(settings)).getOrCreate()

@@ -9,12 +9,12 @@ from pathlib import Path
 
 from dagster import AssetKey, DagsterRunStatus
 
-from mlops_assets.resources.mlflow_registry import MlflowResource
-from mlops_assets.resources.versioned_store import VersionedStore
+from mlops_assets.platform.resources.mlflow_registry import MlflowResource
+from mlops_assets.platform.resources.versioned_store import VersionedStore
 from mlops_assets_tests.conftest import REPOSITORY_ROOT, instance_under, settings_under
 
-FLOW = "raw_housing,cleaned_housing,housing_features,trained_model,model_evaluation,deployed_model"
-DATA_ASSETS = ("raw_housing", "cleaned_housing", "housing_features")
+FLOW = "group:housing and not key:housing/feature_drift and not key:housing/batch_predictions and not key:housing/deployment_ledger"
+DATA_ASSETS = ("housing/raw", "housing/cleaned", "housing/features")
 
 
 def test_two_runs_at_once_do_not_corrupt_each_other(tmp_path: Path, reference_csv: Path):
@@ -42,17 +42,17 @@ def test_two_runs_at_once_do_not_corrupt_each_other(tmp_path: Path, reference_cs
     assert len(runs) == 2 and {run.status for run in runs} == {DagsterRunStatus.SUCCESS}
     store = VersionedStore(root=str(settings.data_root))
     for asset in DATA_ASSETS:
-        versions = sorted(path for path in store.asset_dir(AssetKey(asset)).iterdir() if path.is_dir())
+        versions = sorted(path for path in store.asset_dir(AssetKey.from_user_string(asset)).iterdir() if path.is_dir())
         # One version per run, each certified with the digest its own run recorded.
         assert sorted(version.name.rsplit("_", 1)[1] for version in versions) == sorted(run.run_id for run in runs)
         for version in versions:
-            record = instance.fetch_materializations(AssetKey(asset), limit=10).records
+            record = instance.fetch_materializations(AssetKey.from_user_string(asset), limit=10).records
             digests = {r.asset_materialization.metadata["digest"].value for r in record}
             assert store.manifest(version)["digest"] in digests
             assert (version / "_CERTIFIED.json").exists()
 
-    registry = MlflowResource(tracking_uri=settings.mlflow_tracking_uri, model_name=settings.model_name, alias=settings.model_alias)
-    versions = registry.client.search_model_versions(f"name = '{settings.model_name}'")
+    registry = MlflowResource(tracking_uri=settings.mlflow_tracking_uri, alias=settings.model_alias).model("housing_price")
+    versions = registry.client.search_model_versions("name = 'housing_price'")
     trained_by = sorted(version.tags["dagster_run_id"] for version in versions)
     assert trained_by == sorted(run.run_id for run in runs)
     assert registry.aliased_version_number() in {str(version.version) for version in versions}

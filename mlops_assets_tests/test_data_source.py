@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from mlops_assets.resources.data_source import SourceChecksumError, SourceUnavailableError, fetch_source
+from mlops_assets.platform.resources.data_source import SourceChecksumError, SourceUnavailableError, fetch_source
 
 
 @pytest.fixture
@@ -57,12 +57,12 @@ def test_a_download_with_the_wrong_checksum_is_refused_and_not_cached(tmp_path: 
 
 
 def test_a_missing_local_file_is_a_clear_error(tmp_path: Path):
-    with pytest.raises(FileNotFoundError, match="MLOPS_DATA_SOURCE"):
+    with pytest.raises(FileNotFoundError, match="not a file"):
         fetch_source(str(tmp_path / "nope.csv"), cache_dir=tmp_path, expected_sha256=None)
 
 
 def test_an_unreachable_url_says_how_to_work_offline(tmp_path: Path, served_folder):
     _, url = served_folder
 
-    with pytest.raises(SourceUnavailableError, match="set MLOPS_DATA_SOURCE to a local copy"):
+    with pytest.raises(SourceUnavailableError, match="point MLOPS_DATA_DIR at a folder of local copies"):
         fetch_source(f"{url}/missing.csv", cache_dir=tmp_path / "cache", expected_sha256=None)

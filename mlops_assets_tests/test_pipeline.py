@@ -6,11 +6,11 @@ import pytest
 from dagster import AssetKey
 from mlflow.tracking import MlflowClient
 
-from mlops_assets.resources.versioned_store import VersionedStore
+from mlops_assets.platform.resources.versioned_store import VersionedStore
 from mlops_assets_tests.bad_data import BAD_BATCHES, write_bad_batch
-from mlops_assets_tests.conftest import Platform, asset_metadata, check_results, materialized
+from mlops_assets_tests.conftest import Platform, asset_metadata, certified_versions, check_results, materialized, step_config
 
-ALL_ASSETS = {"raw_housing", "cleaned_housing", "housing_features", "trained_model", "model_evaluation", "deployed_model"}
+ALL_ASSETS = {"housing/raw", "housing/cleaned", "housing/features", "housing/trained_model", "housing/model_evaluation", "housing/deployed_model"}
 REFERENCE_RMSE = 47_730.0
 
 
@@ -27,48 +27,36 @@ def deployed(tmp_path_factory: pytest.TempPathFactory, reference_csv: Path):
     instance.dispose()
 
 
-CHECKED_ASSETS = ["raw_housing", "cleaned_housing", "housing_features", "trained_model", "model_evaluation"]
-
-
-def certified_versions(platform: Platform, from_asset: str = "raw_housing") -> dict[str, str | None]:
-    """The version other runs would read, for `from_asset` and everything downstream of it."""
-    store = VersionedStore(root=str(platform.settings.data_root))
-    return {
-        asset: (path.name if (path := store.latest_certified(AssetKey(asset))) else None)
-        for asset in CHECKED_ASSETS[CHECKED_ASSETS.index(from_asset) :]
-    }
-
-
 def test_the_whole_graph_materializes_and_deploys_the_new_version(deployed):
     platform, result = deployed
     assert result.success
     assert materialized(result) == ALL_ASSETS
     assert check_results(result) == {
-        "check_contract_raw_housing": True,
-        "check_contract_cleaned_housing": True,
-        "check_contract_housing_features": True,
+        "check_contract_raw": True,
+        "check_contract_cleaned": True,
+        "check_contract_features": True,
         "check_contract_trained_model": True,
         "check_contract_model_evaluation": True,
         "check_consistency_production_alias": True,
     }
-    trained = asset_metadata(result, "trained_model")
-    evaluation = asset_metadata(result, "model_evaluation")
+    trained = asset_metadata(result, "housing/trained_model")
+    evaluation = asset_metadata(result, "housing/model_evaluation")
     assert platform.production_version() == str(trained["model_version"])
     assert evaluation["rmse"] < REFERENCE_RMSE
-    assert asset_metadata(result, "cleaned_housing")["rule/total_bedrooms_missing_kept"] == 207
-    assert asset_metadata(result, "raw_housing")["dagster/row_count"] == 20_640
+    assert asset_metadata(result, "housing/cleaned")["rule/total_bedrooms_missing_kept"] == 207
+    assert asset_metadata(result, "housing/raw")["dagster/row_count"] == 20_640
 
 
 def test_mlflow_records_the_run_its_lineage_and_ends_it(deployed):
     platform, result = deployed
-    trained = asset_metadata(result, "trained_model")
+    trained = asset_metadata(result, "housing/trained_model")
     client = MlflowClient(platform.settings.mlflow_tracking_uri)
     run = client.get_run(trained["mlflow_run_id"])
     assert run.info.status == "FINISHED"
     assert run.data.tags["dagster_run_id"] == result.run_id
     assert run.data.tags["features_version"] == trained["features_version"]
     assert len(run.data.tags["features_digest"]) == 64
-    assert run.data.metrics["holdout_rmse"] == pytest.approx(asset_metadata(result, "model_evaluation")["rmse"])
+    assert run.data.metrics["holdout_rmse"] == pytest.approx(asset_metadata(result, "housing/model_evaluation")["rmse"])
     assert "evaluation/residuals.png" in {artifact.path for artifact in client.list_artifacts(run.info.run_id, "evaluation")}
     running = client.search_runs([run.info.experiment_id], "attributes.status = 'RUNNING'")
     assert running == []
@@ -78,8 +66,8 @@ def test_mlflow_records_the_run_its_lineage_and_ends_it(deployed):
 def test_a_bad_batch_stops_at_its_check_and_loses_nothing(deployed, tmp_path: Path, reference_csv: Path, batch: str):
     platform, _ = deployed
     _, failing_check, column, rule = BAD_BATCHES[batch]
-    failing_asset = failing_check.removeprefix("check_contract_")
-    production_before, certified_before = platform.production_version(), certified_versions(platform, failing_asset)
+    failing_asset = "housing/" + failing_check.removeprefix("check_contract_")
+    production_before, certified_before = platform.production_version(), certified_versions(platform, from_asset=failing_asset)
 
     result = platform.materialize(source=write_bad_batch(reference_csv, batch, tmp_path))
 
@@ -92,17 +80,17 @@ def test_a_bad_batch_stops_at_its_check_and_loses_nothing(deployed, tmp_path: Pa
     assert named, violations
     if column is not None and rule not in ("column_in_dataframe",):
         assert named[0]["failing_rows"] > 0
-    assert not {"trained_model", "model_evaluation", "deployed_model"} & materialized(result)
+    assert not {"housing/trained_model", "housing/model_evaluation", "housing/deployed_model"} & materialized(result)
     assert platform.production_version() == production_before
     # The bad version was written, but where no other run will ever read it.
-    assert certified_versions(platform, failing_asset) == certified_before
+    assert certified_versions(platform, from_asset=failing_asset) == certified_before
     assert len(platform.versions(failing_asset)) > 1
 
 
 def test_after_the_bad_batches_the_next_good_batch_goes_through(deployed, reference_csv: Path):
     platform, _ = deployed
     certified_before = certified_versions(platform)
-    data_assets = ["raw_housing", "cleaned_housing", "housing_features"]
+    data_assets = ["housing/raw", "housing/cleaned", "housing/features"]
 
     result = platform.materialize(source=reference_csv, selection=data_assets)
 
@@ -118,25 +106,25 @@ def test_the_gate_keeps_production_when_the_new_model_is_worse(deployed):
     production_before = platform.production_version()
 
     result = platform.materialize(
-        selection="trained_model*",
-        run_config={"ops": {"trained_model": {"config": {"max_iter": 3, "learning_rate": 0.05}}}},
+        selection="housing/trained_model*",
+        run_config=step_config("housing/trained_model", {"variants": ["boosted_trees"], "overrides": {"max_iter": 3, "learning_rate": 0.05}}),
     )
 
     assert result.success
-    decision = asset_metadata(result, "deployed_model")
+    decision = asset_metadata(result, "housing/deployed_model")
     assert decision["deployed"] is False
     assert "bound" in decision["reason"]
     assert platform.production_version() == production_before
-    assert str(asset_metadata(result, "trained_model")["model_version"]) != production_before
+    assert str(asset_metadata(result, "housing/trained_model")["model_version"]) != production_before
 
     # A person may override the gate from the launchpad; the record says so and names the run.
-    forced = platform.materialize(selection="deployed_model", run_config={"ops": {"deployed_model": {"config": {"force": True}}}})
+    forced = platform.materialize(selection="housing/deployed_model", run_config=step_config("housing/deployed_model", {"force": True}))
     assert forced.success
-    override = asset_metadata(forced, "deployed_model")
+    override = asset_metadata(forced, "housing/deployed_model")
     assert override["deployed"] is True
     assert f"forced by run {forced.run_id}" in override["reason"] and "bound" in override["reason"]
     assert (str(override["production_version"]), str(override["replaced_version"])) == (
-        str(asset_metadata(result, "trained_model")["model_version"]),
+        str(asset_metadata(result, "housing/trained_model")["model_version"]),
         production_before,
     )
     assert platform.production_version() == str(override["production_version"])
@@ -144,14 +132,14 @@ def test_the_gate_keeps_production_when_the_new_model_is_worse(deployed):
 
 def test_a_second_run_leaves_the_first_runs_data_intact(deployed):
     platform, first = deployed
-    first_versions = {asset: asset_metadata(first, asset)["version"] for asset in ("raw_housing", "cleaned_housing", "housing_features")}
+    first_versions = {asset: asset_metadata(first, asset)["version"] for asset in ("housing/raw", "housing/cleaned", "housing/features")}
 
     second = platform.materialize(selection=list(first_versions))
 
     assert second.success
     store = VersionedStore(root=str(platform.settings.data_root))
     for asset, version in first_versions.items():
-        folder = store.asset_dir(AssetKey(asset)) / version
+        folder = store.asset_dir(AssetKey.from_user_string(asset)) / version
         assert store.manifest(folder)["digest"] == asset_metadata(first, asset)["digest"]
         assert asset_metadata(second, asset)["version"] != version
         # Same input, same code: the new version holds the same rows.

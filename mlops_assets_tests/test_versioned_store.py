@@ -3,9 +3,9 @@ from pathlib import Path
 import pytest
 from dagster import AssetKey
 
-from mlops_assets.resources.versioned_store import NoCertifiedVersionError, VersionedStore
+from mlops_assets.platform.resources.versioned_store import NoCertifiedVersionError, VersionedStore
 
-KEY = AssetKey("cleaned_housing")
+KEY = AssetKey(["housing", "cleaned"])
 
 
 def write_version(store: VersionedStore, run_id: str, *, complete: bool = True, certify: bool = False) -> Path:
@@ -14,7 +14,7 @@ def write_version(store: VersionedStore, run_id: str, *, complete: bool = True, 
     if complete:
         store.complete(version, {"digest": run_id})
     if certify:
-        store.certify(version, check_name="check_contract_cleaned_housing", run_id=run_id)
+        store.certify(version, check_name="check_contract_cleaned", run_id=run_id)
     return version
 
 
@@ -40,7 +40,7 @@ def test_nothing_certified_is_a_clear_error(tmp_path: Path):
     store = VersionedStore(root=str(tmp_path))
     write_version(store, "run-a")
 
-    with pytest.raises(NoCertifiedVersionError, match="cleaned_housing has no version that passed its checks"):
+    with pytest.raises(NoCertifiedVersionError, match="housing/cleaned has no version that passed its checks"):
         store.resolve(KEY, "run-b")
 
 

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from mlops_assets.ml.housing import CATEGORY, RAW_FEATURES
+from mlops_assets.projects.housing.domain import CATEGORY, RAW_FEATURES
 from serving.metrics import BATCH_ROWS, Metrics
 from serving.prediction_log import LoggedBatch, PredictionLog
 

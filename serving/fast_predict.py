@@ -4,7 +4,7 @@ Where the time went for one row through `pyfunc.predict(DataFrame)` (HistGradien
 building the DataFrame and MLflow's schema enforcement, then scikit-learn calling a compiled routine
 once per tree (~6-9 us each, ~1.2-1.8 ms per call however few the rows). So:
 
-* features: `mlops_assets.ml.features.feature_matrix` on numpy columns, the very function the
+* features: `mlops_assets.projects.housing.features.feature_matrix` on numpy columns, the very function the
   pipeline's first step applies to the DataFrame's columns;
 * trees: every tree is joined under a small dispatch tree that routes on a "tree id" column, so
   scikit-learn's own compiled tree walker evaluates all (row, tree) pairs in one call (~30 us for one
@@ -118,14 +118,14 @@ class FastPredictor:
     """`pipeline.predict(frame)` for the housing pipeline, from numpy columns."""
 
     def __init__(self, pipeline: Any) -> None:
-        from mlops_assets.ml.features import engineer_features, feature_matrix
+        from mlops_assets.projects.housing.features import engineer_features, feature_matrix
 
         steps = getattr(pipeline, "named_steps", {})
         features, regressor = steps.get("features"), steps.get("regressor")
         if features is None or regressor is None or len(steps) != 2:
             raise UnsupportedModel("expected a Pipeline of exactly the steps 'features' and 'regressor'")
         if getattr(features, "func", None) is not engineer_features:
-            raise UnsupportedModel("the 'features' step is not mlops_assets.ml.features.engineer_features")
+            raise UnsupportedModel("the 'features' step is not mlops_assets.projects.housing.features.engineer_features")
         self._feature_matrix = feature_matrix
         self._regressor = regressor
         try:

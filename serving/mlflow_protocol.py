@@ -24,7 +24,7 @@ from typing import Any
 
 import msgspec
 
-from mlops_assets.ml.housing import OPTIONAL_FEATURES
+from mlops_assets.projects.housing.domain import OPTIONAL_FEATURES
 from serving.schemas import FieldError, InvocationRecord, feature_rows, field_error
 
 CONTENT_TYPE_JSON = "application/json"

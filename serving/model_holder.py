@@ -27,7 +27,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from mlops_assets.ml.housing import CATEGORY, OPTIONAL_FEATURES, RAW_FEATURES
+from mlops_assets.projects.housing.domain import CATEGORY, OPTIONAL_FEATURES, RAW_FEATURES
 from mlops_assets.settings import redacted
 from serving.fast_predict import FastPredictor, UnsupportedModel
 from serving.metrics import FAILED_RELOADS, MODEL_LOADED_AT, MODEL_VERSION, REGISTRY_ERRORS, RELOADS, Metrics

@@ -44,7 +44,7 @@ from typing import Any
 
 import numpy as np
 
-from mlops_assets.ml.housing import CATEGORY, NUMERIC_FEATURES, RAW_FEATURES
+from mlops_assets.projects.housing.domain import CATEGORY, NUMERIC_FEATURES, RAW_FEATURES
 from serving.metrics import LOG_FILES_PRUNED, LOG_ROWS_DROPPED, LOG_ROWS_WRITTEN, Metrics
 
 logger = logging.getLogger("serving.prediction_log")

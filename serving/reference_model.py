@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mlops_assets.ml.housing import RAW_FEATURES, TARGET
-from mlops_assets.ml.model import Hyperparameters, build_pipeline, log_housing_model
+from mlops_assets.projects.housing.domain import RAW_FEATURES, TARGET
+from mlops_assets.projects.housing.model import Hyperparameters, build_pipeline
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -59,13 +59,15 @@ class ReferenceRegistry:
         """Log `pipeline` as a new version of `model_name`, tagged like the pipeline tags it; returns the version."""
         import mlflow
 
+        from mlops_assets.platform.model_logging import log_project_model
+
         # `log_model` registers through the process-wide URIs (and MLflow exports them to the environment
         # for subprocesses): this process's MLflow points at this store from here on.
         mlflow.set_tracking_uri(self.tracking_uri)
         mlflow.set_registry_uri(self.tracking_uri)
         with mlflow.start_run(experiment_id=self.experiment_id, tags=lineage):
             mlflow.log_metrics({f"holdout_{name}": value for name, value in holdout_metrics.items()})
-            info = log_housing_model(pipeline, training_frame, registered_model_name=model_name)
+            info = log_project_model(_housing(), pipeline, training_frame, registered_model_name=model_name)
         version = str(info.registered_model_version)
         tags = {**lineage, "holdout_rmse": round(holdout_metrics.get("rmse", float("nan")), 2)}
         for key, value in tags.items():
@@ -146,7 +148,13 @@ def frame_digest(frame: "pd.DataFrame") -> str:
     return hashlib.sha256(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes()).hexdigest()[:16]
 
 
-def _code_version() -> str:
-    from mlops_assets.ml import MODEL_CODE_VERSION
+def _housing():
+    from mlops_assets.projects.housing.project import PROJECT
 
-    return MODEL_CODE_VERSION
+    return PROJECT
+
+
+def _code_version() -> str:
+    from mlops_assets.platform.code_version import project_code_version
+
+    return project_code_version(_housing())

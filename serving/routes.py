@@ -19,7 +19,7 @@ from litestar.handlers import HTTPRouteHandler
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import OpenAPIMediaType, Operation, RequestBody
 
-from mlops_assets.ml.housing import RAW_FEATURES
+from mlops_assets.projects.housing.domain import RAW_FEATURES
 from serving.batching import MicroBatcher, NoModelLoaded, PredictionFailed
 from serving.metrics import PREDICTED_ROWS, Metrics
 from serving.mlflow_protocol import CONTENT_TYPE_JSON, InvocationsEnvelope, ProtocolError, parse_invocation

@@ -11,15 +11,15 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from mlops_assets.ml.housing import CATEGORY, OCEAN_PROXIMITY_CATEGORIES, OPTIONAL_FEATURES, RAW_FEATURES, VALUE_RANGES
+from mlops_assets.projects.housing.domain import CATEGORY, OCEAN_PROXIMITY_CATEGORIES, OPTIONAL_FEATURES, RAW_FEATURES, VALUE_RANGES
 
 OceanProximity = Literal[OCEAN_PROXIMITY_CATEGORIES]  # type: ignore[valid-type]
 
 
 def _plausible_number(feature: str) -> Any:
-    bounds = VALUE_RANGES[feature]
+    low, high = VALUE_RANGES[feature]
     # The bounds also keep out infinities; JSON itself has no NaN.
-    return Annotated[float, msgspec.Meta(ge=bounds.min, le=bounds.max, description=f"{feature}, {bounds.min} to {bounds.max}")]
+    return Annotated[float, msgspec.Meta(ge=low, le=high, description=f"{feature}, {low} to {high}")]
 
 
 def _feature_field(feature: str) -> tuple:

@@ -7,7 +7,10 @@ exactly what the pipeline deploys. The rest tunes the server:
     MLOPS_ADMIN_TOKEN                      bearer token for POST /admin/reload; unset = endpoint off
     MLOPS_SERVING_MAX_BATCH_ROWS           most rows one request may carry (default 1000)
     MLOPS_SERVING_MAX_BODY_BYTES           largest request body accepted (default 1 MiB)
-    MLOPS_PREDICTION_LOG_DIR               where predictions are logged (default <data_root>/prediction_log)
+    MLOPS_MODEL_NAME                       the registered model served (default housing_price, until the
+                                           app serves every project)
+    MLOPS_PREDICTION_LOG_DIR               where prediction logs live, one folder per model
+                                           (default <data_root>/prediction_log; this app's: .../<model name>)
     MLOPS_PREDICTION_LOG_FLUSH_SECONDS     how long a prediction may wait in memory (default 1)
     MLOPS_PREDICTION_LOG_MAX_BYTES         disk budget of the log; oldest files go first (default 1 GiB)
     MLOPS_PREDICTION_LOG_MAX_PENDING_ROWS  memory budget; rows beyond it are dropped and counted (default 100,000)
@@ -25,6 +28,7 @@ from typing import TypeVar
 from mlops_assets.settings import Settings
 
 Number = TypeVar("Number", int, float)
+DEFAULT_MODEL_NAME = "housing_price"
 
 
 @dataclass(frozen=True)
@@ -50,11 +54,13 @@ class ServingSettings:
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> "ServingSettings":
         platform = Settings.from_env(dict(environ))
         runtime_dir = environ.get("MLOPS_SERVING_RUNTIME_DIR")
+        model_name = environ.get("MLOPS_MODEL_NAME") or DEFAULT_MODEL_NAME
         return cls(
             tracking_uri=platform.mlflow_tracking_uri,
-            model_name=platform.model_name,
+            model_name=model_name,
             model_alias=platform.model_alias,
-            prediction_log_dir=Path(environ.get("MLOPS_PREDICTION_LOG_DIR", platform.data_root / "prediction_log")),
+            # The drift monitoring of the model's project reads this folder.
+            prediction_log_dir=platform.prediction_log_dir / model_name,
             poll_seconds=_positive(environ, "MLOPS_SERVING_POLL_SECONDS", float, cls.poll_seconds),
             # An empty token must not open the admin endpoint to anyone sending an empty bearer.
             admin_token=environ.get("MLOPS_ADMIN_TOKEN") or None,

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from dagster import build_run_status_sensor_context
 
-from mlops_assets.automation.alerts import AlertWebhook, AlertWebhookError, run_failure_alert
-from mlops_assets.automation.rollback import rollback_production_job
-from mlops_assets.ledger import DeploymentLedger
-from mlops_assets.resources.mlflow_registry import MlflowResource
+from mlops_assets.platform.automation.alerts import AlertWebhook, AlertWebhookError, run_failure_alert
+from mlops_assets.platform.automation.rollback import build_rollback_job
+from mlops_assets.platform.ledger import DeploymentLedger
+from mlops_assets.platform.resources.mlflow_registry import MlflowResource
 from mlops_assets_tests.conftest import instance_under
 from mlops_assets_tests.processes import free_port
 
@@ -47,8 +47,8 @@ def webhook() -> Iterator[Webhook]:
 def failed_run(tmp_path: Path):
     """A rollback with no production model to roll back: a real run that fails in its op."""
     instance = instance_under(tmp_path / "dagster_home")
-    registry = MlflowResource(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}", model_name="housing_price", alias="production")
-    result = rollback_production_job.execute_in_process(
+    registry = MlflowResource(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}", alias="production")
+    result = build_rollback_job("housing", "housing_price").execute_in_process(
         instance=instance,
         resources={"mlflow_resource": registry, "ledger": DeploymentLedger(path=str(tmp_path / "ledger.sqlite3"))},
         tags={"mlops/reason": "test"},
@@ -76,12 +76,12 @@ def test_a_failed_run_is_posted_to_the_webhook(failed_run, webhook: Webhook):
     assert (alert["path"], alert["type"]) == ("/hooks/mlops", "application/json")
     body = alert["body"]
     assert body["run_id"] == result.run_id
-    assert body["job_name"] == "rollback_production"
+    assert body["job_name"] == "housing_rollback"
     assert body["launched_by"] == {"kind": "manual", "name": None}
-    assert [step["step"] for step in body["failed_steps"]] == ["move_production_back"]
+    assert [step["step"] for step in body["failed_steps"]] == ["housing_move_production_back"]
     assert "nothing to roll back" in body["failed_steps"][0]["error"]
-    assert body["tags"] == {"mlops/action": "rollback", "mlops/reason": "test"}
-    assert result.run_id[:8] in body["text"] and "rollback_production" in body["text"]
+    assert body["tags"] == {"mlops/action": "rollback", "mlops/project": "housing", "mlops/reason": "test"}
+    assert result.run_id[:8] in body["text"] and "housing_rollback" in body["text"]
 
 
 def test_an_unreachable_webhook_fails_the_tick_loudly(failed_run):

@@ -13,9 +13,9 @@ import pytest
 from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
 from dagster._core.scheduler.instigation import InstigatorType, TickStatus
 
-from mlops_assets.automation.new_data import SOURCE_SHA256_TAG
-from mlops_assets.resources.data_source import sha256_of
-from mlops_assets.resources.mlflow_registry import MlflowResource
+from mlops_assets.platform.automation.new_data import SOURCE_SHA256_TAG
+from mlops_assets.platform.resources.data_source import sha256_of
+from mlops_assets.platform.resources.mlflow_registry import MlflowResource
 from mlops_assets_tests.conftest import REPOSITORY_ROOT, instance_under
 from mlops_assets_tests.processes import start, stop, wait_until
 
@@ -29,7 +29,7 @@ def daemon(tmp_path: Path, reference_csv: Path) -> Iterator[tuple[DagsterInstanc
     instance = instance_under(home)
     (home / "dagster.yaml").symlink_to(REPOSITORY_ROOT / "dagster.yaml")
     landing = tmp_path / "landing"
-    landing.mkdir()
+    (landing / "housing").mkdir(parents=True)
     environment = {
         **{key: value for key, value in os.environ.items() if not key.startswith(("MLFLOW_", "MLOPS_"))},
         "DAGSTER_HOME": str(home),
@@ -48,7 +48,7 @@ def daemon(tmp_path: Path, reference_csv: Path) -> Iterator[tuple[DagsterInstanc
         cwd=REPOSITORY_ROOT,
     )
     try:
-        yield instance, landing, log
+        yield instance, landing / "housing", log
     finally:
         stop(process, grace=30)
         instance.dispose()
@@ -76,11 +76,9 @@ def test_a_dropped_csv_launches_one_run_through_the_sensor_and_the_daemon(daemon
     (run,) = source_runs()
     assert run.status == DagsterRunStatus.SUCCESS, f"the run ended {run.status}; see {log}"
     assert run.job_name == "housing_refresh"
-    assert run.run_config["ops"]["raw_housing"]["config"]["location"] == str(drop)
+    assert run.run_config["ops"]["housing/raw"]["config"]["location"] == str(drop)
 
-    registry = MlflowResource(
-        tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}", model_name="housing_price", alias="production"
-    )
+    registry = MlflowResource(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}", alias="production").model("housing_price")
     version = registry.aliased_version()
     assert version is not None and version.tags["dagster_run_id"] == run.run_id
 
@@ -92,7 +90,7 @@ def test_a_dropped_csv_launches_one_run_through_the_sensor_and_the_daemon(daemon
     def finished_tick_after_copy():
         ticks = [
             tick
-            for tick in _sensor_ticks(instance, "new_data_sensor")
+            for tick in _sensor_ticks(instance, "housing_new_data")
             if tick.timestamp > copied_at and tick.status != TickStatus.STARTED
         ]
         return ticks[0] if ticks else None

@@ -7,10 +7,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlops_assets.assets.monitoring import recent_predictions
-from mlops_assets.automation.drift import DRIFTED, OK, TOO_FEW_SAMPLES, DriftPolicy, compare_features
+from mlops_assets.platform.assets.monitoring import recent_predictions
+from mlops_assets.platform.automation.drift import DRIFTED, OK, TOO_FEW_SAMPLES, DriftPolicy, compare_features
+from mlops_assets.projects.housing.domain import CATEGORY, NUMERIC_FEATURES, RAW_FEATURES
 
 POLICY = DriftPolicy(prediction_log_dir="unused", psi_threshold=0.2, ks_threshold=0.1, min_samples=500)
+
+
+def housing_drift(reference: pd.DataFrame, current: pd.DataFrame):
+    return compare_features(reference, current, POLICY, numeric=NUMERIC_FEATURES, categorical=(CATEGORY,))
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +28,7 @@ def statuses(results) -> dict[str, str]:
 
 
 def test_a_sample_of_the_same_population_does_not_drift(reference: pd.DataFrame):
-    results = compare_features(reference, reference.sample(n=3_000, random_state=7), POLICY)
+    results = housing_drift(reference, reference.sample(n=3_000, random_state=7))
     assert set(statuses(results).values()) == {OK}
     assert max(result.psi for result in results) < 0.05
 
@@ -32,7 +37,7 @@ def test_a_shifted_feature_drifts_and_only_that_one(reference: pd.DataFrame):
     shifted = reference.copy()
     shifted["median_income"] *= 1.3
     shifted["ocean_proximity"] = np.where(shifted.index % 3 == 0, "INLAND", shifted["ocean_proximity"])
-    results = {result.feature: result for result in compare_features(reference, shifted, POLICY)}
+    results = {result.feature: result for result in housing_drift(reference, shifted)}
     assert {name for name, result in results.items() if result.status == DRIFTED} == {"median_income", "ocean_proximity"}
     assert results["median_income"].psi > 0.2 and results["median_income"].ks > 0.1
     assert results["ocean_proximity"].ks is None
@@ -41,7 +46,7 @@ def test_a_shifted_feature_drifts_and_only_that_one(reference: pd.DataFrame):
 def test_missing_values_count_as_a_change(reference: pd.DataFrame):
     emptied = reference.copy()
     emptied.loc[emptied.index % 4 == 0, "total_bedrooms"] = np.nan
-    results = {result.feature: result for result in compare_features(reference, emptied, POLICY)}
+    results = {result.feature: result for result in housing_drift(reference, emptied)}
     assert results["total_bedrooms"].status == DRIFTED
     assert results["total_bedrooms"].ks < 0.1  # the values left look the same: only PSI's missing bin sees it
 
@@ -49,7 +54,7 @@ def test_missing_values_count_as_a_change(reference: pd.DataFrame):
 def test_too_few_values_are_not_judged(reference: pd.DataFrame):
     few = reference.head(100).copy()
     few["median_income"] *= 3
-    assert set(statuses(compare_features(reference, few, POLICY)).values()) == {TOO_FEW_SAMPLES}
+    assert set(statuses(housing_drift(reference, few)).values()) == {TOO_FEW_SAMPLES}
 
 
 def test_the_prediction_log_is_read_for_the_recent_days_only(tmp_path: Path, reference: pd.DataFrame):
@@ -65,8 +70,8 @@ def test_the_prediction_log_is_read_for_the_recent_days_only(tmp_path: Path, ref
     # A file a worker is still writing, under its temporary dot-name: not read.
     (today / ".part-2.parquet.tmp").write_bytes(b"not parquet yet")
 
-    recent = recent_predictions(log, days=7, now=datetime(2026, 1, 14, 12, tzinfo=UTC))
+    recent = recent_predictions(log, days=7, now=datetime(2026, 1, 14, 12, tzinfo=UTC), raw_features=RAW_FEATURES)
 
     assert len(recent) == 700
     assert list(recent.columns) == columns[1:-1]
-    assert recent_predictions(tmp_path / "missing", days=7, now=datetime.now(UTC)) is None
+    assert recent_predictions(tmp_path / "missing", days=7, now=datetime.now(UTC), raw_features=RAW_FEATURES) is None

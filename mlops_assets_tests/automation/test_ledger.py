@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from mlops_assets.ledger import DeploymentLedger, RunTrigger, run_trigger
+from mlops_assets.platform.ledger import DeploymentLedger, RunTrigger, run_trigger
 
 MODEL, ALIAS = "housing_price", "production"
 START = datetime(2026, 1, 14, 3, 0, tzinfo=UTC)

@@ -14,17 +14,19 @@ import pytest
 from dagster import AssetKey, SkipReason, build_sensor_context
 from mlflow.tracking import MlflowClient
 
-from mlops_assets.automation.approval import APPROVED_VERSION_RUN_TAG, ApprovalPolicy, approval_sensor
-from mlops_assets.automation.drift import DriftPolicy
-from mlops_assets.automation.retraining import DRIFT_TRIGGER, TRIGGER_TAG, drift_retraining_sensor
-from mlops_assets.automation.rollback import rollback_production_job
-from mlops_assets.ledger import DeploymentLedger, RunTrigger
-from mlops_assets.ml.housing import RAW_FEATURES
-from mlops_assets.resources import build_resources
+from mlops_assets.platform.automation.approval import APPROVED_VERSION_RUN_TAG, ApprovalPolicy, build_approval_sensor
+from mlops_assets.platform.automation.drift import DriftPolicy
+from mlops_assets.platform.automation.retraining import DRIFT_TRIGGER, TRIGGER_TAG, build_drift_retraining_sensor
+from mlops_assets.platform.automation.rollback import build_rollback_job
+from mlops_assets.platform.ledger import DeploymentLedger, RunTrigger
+from mlops_assets.projects.housing.domain import RAW_FEATURES
 from mlops_assets_tests.automation.conftest import ALL_ASSETS, materialize_graph, write_shifted_copy
 from mlops_assets_tests.conftest import Platform, asset_metadata, instance_under, materialized, settings_under
 
 MODEL, ALIAS = "housing_price", "production"
+approval_sensor = build_approval_sensor("housing", MODEL)
+drift_retraining_sensor = build_drift_retraining_sensor("housing")
+rollback_production_job = build_rollback_job("housing", MODEL)
 
 
 @pytest.fixture(scope="module")
@@ -42,33 +44,33 @@ def first_run(platform: Platform):
 
 
 def ledger_of(platform: Platform) -> DeploymentLedger:
-    return build_resources(platform.settings)["ledger"]
+    return platform.resources()["ledger"]
 
 
 def drift_record(result) -> dict:
     import json
 
-    return json.loads((Path(asset_metadata(result, "feature_drift")["path"]) / "record.json").read_text())
+    return json.loads((Path(asset_metadata(result, "housing/feature_drift")["path"]) / "record.json").read_text())
 
 
 def rollback(platform: Platform, **config):
-    resources = build_resources(platform.settings)
+    resources = platform.resources()
     return rollback_production_job.execute_in_process(
         instance=platform.instance,
         resources={"mlflow_resource": resources["mlflow_resource"], "ledger": resources["ledger"]},
-        run_config={"ops": {"move_production_back": {"config": config}}},
+        run_config={"ops": {"housing_move_production_back": {"config": config}}},
         raise_on_error=False,
     )
 
 
 def test_the_whole_graph_deploys_records_and_scores_with_the_production_model(platform: Platform, first_run):
     assert first_run.success
-    assert materialized(first_run) == {asset.key.to_user_string() for asset in ALL_ASSETS}
+    assert materialized(first_run) == ALL_ASSETS
     production = platform.production_version()
-    assert production == str(asset_metadata(first_run, "trained_model")["model_version"])
+    assert production == str(asset_metadata(first_run, "housing/trained_model")["model_version"])
 
-    predictions = pd.read_parquet(asset_metadata(first_run, "batch_predictions")["path"])
-    assert len(predictions) == asset_metadata(first_run, "cleaned_housing")["dagster/row_count"]
+    predictions = pd.read_parquet(asset_metadata(first_run, "housing/batch_predictions")["path"])
+    assert len(predictions) == asset_metadata(first_run, "housing/cleaned")["dagster/row_count"]
     assert set(predictions["model_version"]) == {production}
     assert predictions["prediction"].notna().all()
     # Spark's scoring agrees with the registered model loaded here.
@@ -82,12 +84,12 @@ def test_the_whole_graph_deploys_records_and_scores_with_the_production_model(pl
     assert [(m.version, m.previous_version, m.action, m.run_id) for m in moves] == [(production, None, "deploy", first_run.run_id)]
     assert moves[0].trigger == RunTrigger("manual", None)
     assert "below the bound" in moves[0].reason
-    assert asset_metadata(first_run, "deployment_ledger")["production_version"] == int(production)
+    assert asset_metadata(first_run, "housing/deployment_ledger")["production_version"] == int(production)
 
 
 def test_drift_is_quiet_on_the_data_production_was_trained_on(first_run):
     record = drift_record(first_run)
-    assert asset_metadata(first_run, "feature_drift")["drifted"] is False
+    assert asset_metadata(first_run, "housing/feature_drift")["drifted"] is False
     assert {d["feature"] for d in record["comparisons"]["data"]} == set(RAW_FEATURES)
     assert {d["status"] for d in record["comparisons"]["data"]} == {"ok"}
     assert "serving" not in record["comparisons"]  # the serving app has logged nothing yet
@@ -96,7 +98,7 @@ def test_drift_is_quiet_on_the_data_production_was_trained_on(first_run):
 def test_drift_in_what_the_serving_app_was_asked(platform: Platform, first_run, reference_csv: Path):
     requests = pd.read_csv(reference_csv).sample(n=2_000, random_state=5)
     requests["latitude"] = np.clip(requests["latitude"] + 1.5, 32.4, 42.1)  # everyone moved north
-    log = platform.settings.prediction_log_dir
+    log = platform.settings.prediction_log_dir / MODEL
     today = log / f"date={datetime.now(UTC).date().isoformat()}"
     long_ago = log / f"date={(datetime.now(UTC) - timedelta(days=60)).date().isoformat()}"
     for folder in (today, long_ago):
@@ -104,7 +106,7 @@ def test_drift_in_what_the_serving_app_was_asked(platform: Platform, first_run, 
     requests.to_parquet(today / "part-1.parquet")
     pd.read_csv(reference_csv).head(5_000).to_parquet(long_ago / "part-1.parquet")
     try:
-        result = materialize_graph(platform, selection=["feature_drift"])
+        result = materialize_graph(platform, selection=["housing/feature_drift"])
     finally:
         for part in log.rglob("*.parquet"):
             part.unlink()
@@ -113,13 +115,13 @@ def test_drift_in_what_the_serving_app_was_asked(platform: Platform, first_run, 
     record = drift_record(result)
     assert record["serving_rows"] == 2_000  # the old partition is outside the window
     assert {"serving:latitude", "serving:longitude"} >= set(record["drifted_features"]) >= {"serving:latitude"}
-    assert asset_metadata(result, "feature_drift")["drifted"] is True
+    assert asset_metadata(result, "housing/feature_drift")["drifted"] is True
 
 
 def test_new_data_that_drifted_retrains_once_the_cooldown_is_over(platform: Platform, first_run, reference_csv: Path, tmp_path: Path):
     shifted = write_shifted_copy(reference_csv, tmp_path / "richer.csv", income_factor=1.4)
     result = materialize_graph(
-        platform, source=shifted, selection=["raw_housing", "cleaned_housing", "housing_features", "feature_drift"]
+        platform, source=shifted, selection=["housing/raw", "housing/cleaned", "housing/features", "housing/feature_drift"]
     )
     assert result.success
     assert drift_record(result)["drifted_features"] == ["data:median_income"]
@@ -144,10 +146,10 @@ def test_a_successor_waits_for_approval_and_the_approval_deploys_it(platform: Pl
     predecessor = platform.production_version()
     approval_on = {"approval": ApprovalPolicy(required=True)}
 
-    waiting = materialize_graph(platform, selection=["trained_model", "model_evaluation", "deployed_model"], resources=approval_on)
+    waiting = materialize_graph(platform, selection=["housing/trained_model", "housing/model_evaluation", "housing/deployed_model"], resources=approval_on)
 
     assert waiting.success
-    decision = asset_metadata(waiting, "deployed_model")
+    decision = asset_metadata(waiting, "housing/deployed_model")
     candidate = str(decision["candidate_version"])
     assert (decision["deployed"], decision["awaiting_approval"]) == (False, True), decision["reason"]
     assert platform.production_version() == predecessor
@@ -169,7 +171,7 @@ def test_a_successor_waits_for_approval_and_the_approval_deploys_it(platform: Pl
     assert request.tags == {APPROVED_VERSION_RUN_TAG: candidate}
 
     deployed = materialize_graph(
-        platform, selection=["deployed_model", "deployment_ledger"], resources=approval_on, tags=request.tags
+        platform, selection=["housing/deployed_model", "housing/deployment_ledger"], resources=approval_on, tags=request.tags
     )
 
     assert deployed.success
@@ -193,20 +195,20 @@ def test_rollback_returns_production_to_its_predecessor_and_the_ledger_says_so(p
     assert platform.production_version() == predecessor
     latest = ledger.latest(model_name=MODEL, alias=ALIAS)
     assert (latest.version, latest.previous_version, latest.action) == (predecessor, current, "rollback")
-    assert (latest.run_id, latest.job_name, latest.reason) == (result.run_id, "rollback_production", "predictions too high in the Bay Area")
+    assert (latest.run_id, latest.job_name, latest.reason) == (result.run_id, "housing_rollback", "predictions too high in the Bay Area")
     assert ledger.serving_at(before_rollback, model_name=MODEL, alias=ALIAS).version == current
     assert ledger.serving_at(datetime.now(UTC), model_name=MODEL, alias=ALIAS).version == predecessor
     assert "rolled_back_at" in MlflowClient(platform.settings.mlflow_tracking_uri).get_model_version(MODEL, current).tags
     # The ledger asset shows the rollback at once.
-    shown = platform.instance.fetch_materializations(AssetKey("deployment_ledger"), limit=1).records[0]
+    shown = platform.instance.fetch_materializations(AssetKey(["housing", "deployment_ledger"]), limit=1).records[0]
     assert shown.run_id == result.run_id
     assert shown.asset_materialization.metadata["production_version"].value == int(predecessor)
 
 
 def test_a_rolled_back_version_is_not_deployed_again(platform: Platform, first_run):
     production = platform.production_version()
-    result = materialize_graph(platform, selection=["deployed_model"])
-    decision = asset_metadata(result, "deployed_model")
+    result = materialize_graph(platform, selection=["housing/deployed_model"])
+    decision = asset_metadata(result, "housing/deployed_model")
     assert decision["deployed"] is False
     assert "was rolled back" in decision["reason"]
     assert platform.production_version() == production

@@ -8,9 +8,11 @@ from pathlib import Path
 import pytest
 from dagster import SensorResult, build_sensor_context
 
-from mlops_assets.automation.new_data import SOURCE_FILE_TAG, SOURCE_SHA256_TAG, LandingFolder, new_data_sensor
-from mlops_assets.resources.data_source import sha256_of
+from mlops_assets.platform.automation.new_data import SOURCE_FILE_TAG, SOURCE_SHA256_TAG, LandingFolder, build_new_data_sensor
+from mlops_assets.platform.resources.data_source import sha256_of
 from mlops_assets_tests.conftest import instance_under
+
+new_data_sensor = build_new_data_sensor("housing")
 
 
 @pytest.fixture
@@ -35,28 +37,28 @@ def test_a_new_file_requests_one_run_on_that_file_and_the_same_content_never_aga
     instance, tmp_path: Path, reference_csv: Path
 ):
     landing = LandingFolder(path=str(tmp_path / "landing"), settle_seconds=10)
-    Path(landing.path).mkdir()
-    drop = settled(Path(shutil.copy(reference_csv, Path(landing.path) / "2026-01-14.csv")))
+    landing.folder("housing").mkdir(parents=True)
+    drop = settled(Path(shutil.copy(reference_csv, landing.folder("housing") / "2026-01-14.csv")))
 
     first = tick(instance, landing, cursor=None)
 
     assert len(first.run_requests) == 1
     request = first.run_requests[0]
     assert request.run_key == sha256_of(reference_csv)
-    assert request.run_config == {"ops": {"raw_housing": {"config": {"location": str(drop)}}}}
+    assert request.run_config == {"ops": {"housing__raw": {"config": {"location": str(drop)}}}}
     assert request.tags[SOURCE_FILE_TAG] == str(drop)
     assert request.tags[SOURCE_SHA256_TAG] == request.run_key
 
     # The same tick again, the same content renamed, copied or touched: nothing new to run.
     assert tick(instance, landing, first.cursor).run_requests == []
-    settled(Path(shutil.copy(drop, Path(landing.path) / "copy-of-it.csv")))
-    drop = settled(Path(shutil.move(drop, Path(landing.path) / "renamed.csv")))
+    settled(Path(shutil.copy(drop, landing.folder("housing") / "copy-of-it.csv")))
+    drop = settled(Path(shutil.move(drop, landing.folder("housing") / "renamed.csv")))
     again = tick(instance, landing, first.cursor)
     assert again.run_requests == []
     assert "no new CSV content" in again.skip_reason.skip_message
 
     # New content is new data, under any name.
-    changed = Path(landing.path) / "2026-01-15.csv"
+    changed = landing.folder("housing") / "2026-01-15.csv"
     changed.write_text(drop.read_text().replace("NEAR BAY", "NEAR OCEAN", 1))
     settled(changed)
     third = tick(instance, landing, again.cursor)
@@ -68,9 +70,9 @@ def test_a_new_file_requests_one_run_on_that_file_and_the_same_content_never_aga
 
 def test_a_file_still_being_written_waits(instance, tmp_path: Path, reference_csv: Path):
     landing = LandingFolder(path=str(tmp_path / "landing"), settle_seconds=60)
-    Path(landing.path).mkdir()
-    shutil.copy(reference_csv, Path(landing.path) / "upload.csv.part")
-    fresh = Path(shutil.copy(reference_csv, Path(landing.path) / "fresh.csv"))
+    landing.folder("housing").mkdir(parents=True)
+    shutil.copy(reference_csv, landing.folder("housing") / "upload.csv.part")
+    fresh = Path(shutil.copy(reference_csv, landing.folder("housing") / "fresh.csv"))
 
     waiting = tick(instance, landing, cursor=None)
     assert waiting.run_requests == []
@@ -84,4 +86,4 @@ def test_the_landing_folder_is_created_for_the_first_drop(instance, tmp_path: Pa
     landing = LandingFolder(path=str(tmp_path / "not" / "yet"), settle_seconds=0)
     result = tick(instance, landing, cursor=None)
     assert result.run_requests == []
-    assert Path(landing.path).is_dir()
+    assert landing.folder("housing").is_dir()

@@ -50,7 +50,7 @@ def test_the_instance_is_on_postgres_and_the_registry_behind_the_server(producti
 
     assert result.success
     assert materialized(result) == {
-        "raw_housing", "cleaned_housing", "housing_features", "trained_model", "model_evaluation", "deployed_model"
+        "housing/raw", "housing/cleaned", "housing/features", "housing/trained_model", "housing/model_evaluation", "housing/deployed_model"
     }
     assert all(check_results(result).values()), check_results(result)
     with psycopg2.connect(dagster_url.replace("+psycopg2", "")) as connection, connection.cursor() as cursor:

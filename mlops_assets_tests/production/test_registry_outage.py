@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from mlops_assets.ml.model import Hyperparameters
+from mlops_assets.projects.housing.model import Hyperparameters
 from mlops_assets_tests.conftest import REPOSITORY_ROOT
 from mlops_assets_tests.processes import free_port, http_ok, start, stop, wait_until
 from serving.reference_model import ReferenceRegistry, train_and_register

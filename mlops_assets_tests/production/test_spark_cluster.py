@@ -7,10 +7,10 @@ from pathlib import Path
 
 from dagster import AssetKey
 
-from mlops_assets.resources.versioned_store import VersionedStore
+from mlops_assets.platform.resources.versioned_store import VersionedStore
 from mlops_assets_tests.conftest import REPOSITORY_ROOT
 
-DATA_ASSETS = ["raw_housing", "cleaned_housing", "housing_features"]
+DATA_ASSETS = ["housing/raw", "housing/cleaned", "housing/features"]
 
 
 def materialize_data_assets(state_dir: Path, source: Path, spark_master: str) -> Path:
@@ -43,8 +43,8 @@ def test_the_data_assets_on_a_standalone_cluster_match_local(spark_cluster, spar
     local_root = local.settings.data_root
 
     for asset in DATA_ASSETS:
-        cluster_version = VersionedStore(root=str(cluster_root)).latest_certified(AssetKey(asset))
-        local_version = VersionedStore(root=str(local_root)).latest_certified(AssetKey(asset))
+        cluster_version = VersionedStore(root=str(cluster_root)).latest_certified(AssetKey.from_user_string(asset))
+        local_version = VersionedStore(root=str(local_root)).latest_certified(AssetKey.from_user_string(asset))
         assert cluster_version is not None and local_version is not None, asset
         on_cluster = spark.read.parquet(str(cluster_version))
         on_local = spark.read.parquet(str(local_version))

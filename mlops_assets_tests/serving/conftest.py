@@ -20,8 +20,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlops_assets.ml.housing import RAW_FEATURES, TARGET
-from mlops_assets.ml.model import Hyperparameters, build_pipeline
+from mlops_assets.projects.housing.domain import RAW_FEATURES, TARGET
+from mlops_assets.projects.housing.model import Hyperparameters, build_pipeline
 from serving.reference_model import ReferenceRegistry, train_and_register
 from serving.settings import ServingSettings
 
@@ -128,7 +128,7 @@ def registry(tmp_path_factory: pytest.TempPathFactory, reference_frame: pd.DataF
 
 def _log_model_that_cannot_predict(reference: ReferenceRegistry, frame: pd.DataFrame, model_name: str) -> str:
     """A pipeline that loads fine but whose regressor was fit on 5 columns: it fails on real input."""
-    from mlops_assets.ml.features import feature_matrix
+    from mlops_assets.projects.housing.features import feature_matrix
 
     pipeline = build_pipeline(Hyperparameters(max_iter=5))
     features = frame[list(RAW_FEATURES)]

@@ -171,7 +171,7 @@ def test_settings_come_from_the_environment_and_refuse_nonsense(tmp_path) -> Non
     )
 
     assert (settings.tracking_uri, settings.model_uri, settings.poll_seconds) == ("sqlite:////tmp/x.db", "models:/m@champion", 2.5)
-    assert settings.prediction_log_dir == tmp_path / "prediction_log"
+    assert settings.prediction_log_dir == tmp_path / "prediction_log" / "m"
     assert settings.admin_token is None  # an empty token does not open the admin route
     for name, value in (("MLOPS_SERVING_POLL_SECONDS", "-1"), ("MLOPS_SERVING_MAX_BATCH_ROWS", "many")):
         with pytest.raises(ValueError, match=name):

@@ -9,7 +9,7 @@ import math
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mlops_assets.ml.housing import OCEAN_PROXIMITY_CATEGORIES, VALUE_RANGES
+from mlops_assets.projects.housing.domain import OCEAN_PROXIMITY_CATEGORIES, VALUE_RANGES
 
 from .conftest import SEED_RECORD
 

@@ -5,7 +5,7 @@ import uuid
 
 import pytest
 
-from mlops_assets.ml.housing import NUMERIC_FEATURES, OCEAN_PROXIMITY_CATEGORIES, OPTIONAL_FEATURES, RAW_FEATURES, VALUE_RANGES
+from mlops_assets.projects.housing.domain import NUMERIC_FEATURES, OCEAN_PROXIMITY_CATEGORIES, OPTIONAL_FEATURES, RAW_FEATURES, VALUE_RANGES
 
 from .conftest import SEED_RECORD
 

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlops_assets.ml.housing import CATEGORY, RAW_FEATURES
+from mlops_assets.projects.housing.domain import CATEGORY, RAW_FEATURES
 from serving.batching import columns_of
 from serving.fast_predict import SMALL_BATCH_ROWS, FastPredictor
 

@@ -8,7 +8,7 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from mlops_assets.ml.housing import NUMERIC_FEATURES, RAW_FEATURES
+from mlops_assets.projects.housing.domain import NUMERIC_FEATURES, RAW_FEATURES
 
 from .conftest import SEED_RECORD, serving, wait_for
 

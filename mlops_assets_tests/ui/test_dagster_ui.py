@@ -11,12 +11,13 @@ from pathlib import Path
 import pytest
 from dagster_graphql import DagsterGraphQLClient
 
-from mlops_assets_tests.conftest import REPOSITORY_ROOT
+from mlops_assets_tests.conftest import PROJECTS, REPOSITORY_ROOT
 from mlops_assets_tests.processes import free_port, http_ok, require_debian_command, start, stop, wait_until
 
 ARTIFACTS = REPOSITORY_ROOT / "test-artifacts"
 README_SCREENSHOT = REPOSITORY_ROOT / "mlops_assets_tests" / "screenshots" / "asset-graph.png"
-ASSETS = ["raw_housing", "cleaned_housing", "housing_features", "trained_model", "model_evaluation", "deployed_model"]
+# The graph labels each asset by its name within its project (the group).
+ASSETS = ["raw", "cleaned", "features", "trained_model", "model_evaluation", "deployed_model"]
 CHROMIUM_FLAGS = [
     "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     # This machine has no network beyond loopback: Chromium must not reach out on its own.
@@ -36,7 +37,7 @@ def dagster_dev(tmp_path_factory: pytest.TempPathFactory, reference_csv: Path) -
         **os.environ,
         "DAGSTER_HOME": str(home),
         "MLOPS_STATE_DIR": str(state_dir),
-        "MLOPS_DATA_SOURCE": str(reference_csv),
+        "MLOPS_DATA_DIR": str(reference_csv.parent),
         "MLFLOW_TRACKING_URI": f"sqlite:///{state_dir / 'mlflow.db'}",
         "SPARK_LOCAL_IP": "127.0.0.1",
     }
@@ -80,23 +81,25 @@ def _wait_for_run(client: DagsterGraphQLClient, run_id: str) -> str:
 
 
 CHECKS = [
-    "check_contract_raw_housing", "check_contract_cleaned_housing", "check_contract_housing_features",
+    "check_contract_raw", "check_contract_cleaned", "check_contract_features",
     "check_contract_trained_model", "check_contract_model_evaluation", "check_consistency_production_alias",
 ]
 
 
 def _check_statuses(client: DagsterGraphQLClient) -> dict[str, str]:
-    """The status of each check's execution for its asset's latest materialization, as the UI shows it."""
+    """The status of each check's execution for its asset's latest materialization, as the UI shows it,
+    by `<asset>:<check>`."""
     result = client._execute(
-        """query { assetNodes { assetChecksOrError { ... on AssetChecks { checks {
+        """query { assetNodes { assetKey { path } assetChecksOrError { ... on AssetChecks { checks {
              name executionForLatestMaterialization { status } } } } } }"""
     )
     statuses = {}
     for node in result["assetNodes"]:
         for check in (node["assetChecksOrError"] or {}).get("checks", []):
             execution = check["executionForLatestMaterialization"]
-            statuses[check["name"]] = execution["status"] if execution else None
-    return {name: status for name, status in statuses.items() if name in CHECKS}
+            if check["name"] in CHECKS:
+                statuses[f"{'/'.join(node['assetKey']['path'])}:{check['name']}"] = execution["status"] if execution else None
+    return statuses
 
 
 def _latest_run_id(client: DagsterGraphQLClient) -> str:
@@ -123,9 +126,11 @@ def test_materialize_all_from_the_asset_graph_turns_every_asset_and_check_green(
     body = page.locator("body").inner_text()
     assert "Failed" not in body and "Never materialized" not in body
 
-    assert _check_statuses(client) == {check: "SUCCEEDED" for check in CHECKS}
+    statuses = _check_statuses(client)
+    assert len(statuses) == len(CHECKS) * len(PROJECTS)
+    assert set(statuses.values()) == {"SUCCEEDED"}, statuses
 
-    page.goto(f"{dagster_dev}/assets/model_evaluation", wait_until="networkidle")
+    page.goto(f"{dagster_dev}/assets/housing/model_evaluation", wait_until="networkidle")
     page.get_by_text("rmse", exact=True).first.wait_for(timeout=30_000)
     page.screenshot(path=str(ARTIFACTS / "model-evaluation.png"), full_page=True)
     rmse_row = page.locator("tr", has=page.get_by_text("rmse", exact=True)).first
@@ -136,5 +141,5 @@ def test_materialize_all_from_the_asset_graph_turns_every_asset_and_check_green(
 
 def test_a_script_materializes_through_the_graphql_client(dagster_dev):
     client = _graphql(dagster_dev)
-    run_id = client.submit_job_execution("housing_pipeline")
+    run_id = client.submit_job_execution("housing_refresh")
     assert _wait_for_run(client, run_id) == "SUCCESS"

@@ -1,0 +1,1 @@
+"""The platform: what every model project is built from. It names no project."""

@@ -1,0 +1,1 @@
+"""California housing prices (regression). The declaration is `project.PROJECT`; `domain` and `features` travel with the model."""
