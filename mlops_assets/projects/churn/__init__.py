@@ -1,0 +1,1 @@
+"""IBM Telco customer churn (binary classification). The declaration is `project.PROJECT`; `domain` is plain data the serving app reads."""

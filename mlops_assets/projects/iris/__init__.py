@@ -1,0 +1,1 @@
+"""Fisher's Iris (multiclass classification). The declaration is `project.PROJECT`; `domain` is plain data the serving app reads."""

@@ -1,0 +1,60 @@
+"""Iris's model: a scikit-learn Pipeline from the four measurements to a species (a random forest), and
+the variants the training asset compares. Only scikit-learn components: no project code travels with it."""
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+from mlops_assets.platform.project import Variant, hyperparameters_from
+
+if TYPE_CHECKING:
+    from sklearn.pipeline import Pipeline
+
+MODEL_CODE: tuple[str, ...] = ()
+# Exactly the types this pipeline holds beyond skops' defaults (each tree's arrays); training refuses a
+# model holding anything else.
+SKOPS_TRUSTED_TYPES: tuple[str, ...] = ("sklearn.tree._tree.Tree",)
+
+UNLIMITED_DEPTH = 0
+
+
+@dataclass(frozen=True)
+class Hyperparameters:
+    n_estimators: int = 100
+    max_depth: int = UNLIMITED_DEPTH  # 0: grown until its leaves are pure (a launchpad override is a number, never None)
+    min_samples_leaf: int = 1
+    max_features: float = 0.5  # the share of the four measurements each split considers
+    random_state: int = 42
+
+
+VARIANTS: tuple[Variant, ...] = (
+    Variant("deep_forest", asdict(Hyperparameters(n_estimators=100)), "100 fully grown trees"),
+    Variant(
+        "shallow_wide",
+        asdict(Hyperparameters(n_estimators=200, max_depth=2, max_features=1.0)),
+        "200 trees of depth 2, every measurement considered at each split",
+    ),
+    Variant(
+        "conservative",
+        asdict(Hyperparameters(n_estimators=100, max_depth=3, min_samples_leaf=5)),
+        "100 trees of depth 3 with at least 5 flowers per leaf",
+    ),
+)
+
+
+def build_pipeline(params: Mapping[str, Any]) -> "Pipeline":
+    # scikit-learn is imported here, not at module level: loading the Dagster definitions does not need it.
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.pipeline import Pipeline
+
+    hyperparameters = hyperparameters_from(Hyperparameters, params)
+    forest = RandomForestClassifier(
+        n_estimators=hyperparameters.n_estimators,
+        max_depth=hyperparameters.max_depth or None,
+        min_samples_leaf=hyperparameters.min_samples_leaf,
+        max_features=hyperparameters.max_features,
+        # One core: the runs share two with Spark, and a forest this small gains nothing from more.
+        n_jobs=1,
+        random_state=hyperparameters.random_state,
+    )
+    return Pipeline([("classifier", forest)])
