@@ -1,4 +1,10 @@
-"""`mlops-assets`: the main job (materialize everything, then serve) and the environment it shares.
+"""`mlops-assets`: the main job (materialize every project, then run the platform) and the environment
+its processes share.
+
+`mlops-assets up` runs one in-process run of the job that materializes every project, says which
+version of each model holds the production alias, then keeps running what a user relies on: the
+Dagster webserver and daemon (schedules and sensors tick), the MLflow UI on the same tracking store,
+and the serving app. Ctrl-C stops all of them; if one dies, the rest are stopped and it exits 1.
 
 Every process of the platform (this command, `dagster dev`, the daemon, the serving app) must agree on
 DAGSTER_HOME and MLFLOW_TRACKING_URI; this command fills them in from `Settings` before anything else
@@ -10,20 +16,39 @@ import os
 import shlex
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 
-from mlops_assets.settings import Settings
+from mlops_assets.platform.services import Service, ServiceFailed, Supervisor
+from mlops_assets.settings import Settings, redacted
 
 REPOSITORY_ROOT = Path(__file__).resolve().parents[1]
+WORKSPACE = REPOSITORY_ROOT / "workspace.yaml"
+# Generous: on two cores the webserver, the daemon's code server, MLflow and serving start together.
+SERVICES_START_TIMEOUT_SECONDS = 300
+
+
+def _is_data_location(variable: str) -> bool:
+    """MLOPS_DATA_DIR (a folder of reference copies) and MLOPS_<PROJECT>_SOURCE (one project's CSV)."""
+    return variable == "MLOPS_DATA_DIR" or (variable.startswith("MLOPS_") and variable.endswith("_SOURCE"))
+
+
+def _absolute_unless_url(value: str) -> str:
+    # The services run from the repository root: a path relative to the user's folder would move.
+    return value if "://" in value else str(Path(value).expanduser().resolve())
 
 
 def shared_environment(settings: Settings) -> dict[str, str]:
-    return {
+    environment = {
         "DAGSTER_HOME": str(settings.dagster_home),
         "MLFLOW_TRACKING_URI": settings.mlflow_tracking_uri,
         "MLOPS_DATA_ROOT": str(settings.data_root),
-        "MLOPS_DATA_SOURCE": settings.data_source,
         "SPARK_LOCAL_IP": os.environ.get("SPARK_LOCAL_IP", "127.0.0.1"),
     }
+    # Only those the user set: a default exported here would shadow the way each process works it out.
+    for name, value in os.environ.items():
+        if _is_data_location(name) and value:
+            environment[name] = _absolute_unless_url(value)
+    return environment
 
 
 def prepare_dagster_home(settings: Settings) -> None:
@@ -37,12 +62,11 @@ def prepare_dagster_home(settings: Settings) -> None:
 def materialize_everything() -> bool:
     from dagster import DagsterInstance
 
-    from mlops_assets.definitions import defs
+    from mlops_assets.definitions import ALL_PROJECTS_JOB, defs
 
     with DagsterInstance.get() as instance:
-        # The refresh job is the whole graph: the flow to production, then the ledger, drift and batch scores.
-        result = defs.resolve_job_def("housing_refresh").execute_in_process(instance=instance, raise_on_error=False)
-        print(f"\nrun {result.run_id}: {'success' if result.success else 'FAILED'}")
+        result = defs.resolve_job_def(ALL_PROJECTS_JOB).execute_in_process(instance=instance, raise_on_error=False)
+        print(f"\nrun {result.run_id} of {ALL_PROJECTS_JOB}: {'success' if result.success else 'FAILED'}")
         for event in result.get_asset_materialization_events():
             print(f"  materialized {event.asset_key.to_user_string()}")
         for evaluation in result.get_asset_check_evaluations():
@@ -51,59 +75,180 @@ def materialize_everything() -> bool:
         return result.success
 
 
-def print_production(settings: Settings) -> None:
-    from mlops_assets.resources.mlflow_registry import MlflowResource
-
-    registry = MlflowResource(
-        tracking_uri=settings.mlflow_tracking_uri, model_name=settings.model_name, alias=settings.model_alias
-    )
-    version = registry.aliased_version()
-    if version is None:
-        print(f"no version of {settings.model_name} holds '{settings.model_alias}'")
+def release_spark() -> None:
+    """The run's SparkSession outlives the run in this process: stop it and its JVM (a driver heap of
+    gigabytes) rather than hold them for as long as the services run."""
+    if "pyspark" not in sys.modules:
         return
-    rmse = version.tags.get("holdout_rmse", "?")
-    print(f"{settings.model_name}@{settings.model_alias} = version {version.version} (holdout RMSE {rmse})")
+    from pyspark import SparkContext
+
+    if SparkContext._active_spark_context is not None:
+        SparkContext._active_spark_context.stop()
+    launcher = getattr(SparkContext._gateway, "proc", None)
+    if launcher is not None and launcher.stdin is not None:
+        launcher.stdin.close()  # the gateway JVM exits when the pipe to its stdin closes
+        launcher.wait(timeout=60)
+        SparkContext._gateway = SparkContext._jvm = None
+
+
+def served_models() -> list[tuple[str, str]]:
+    """(project, registered model) of every project."""
+    from mlops_assets.projects import load_projects
+
+    return [(project.name, project.model_name) for project in load_projects()]
+
+
+def print_production(settings: Settings) -> int:
+    """Says which version of each project's model holds the alias; returns how many projects have one."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=settings.mlflow_tracking_uri)
+    alias = settings.model_alias
+    print(f"\nproduction models ({redacted(settings.mlflow_tracking_uri)}):")
+    in_production = 0
+    for project, model_name in served_models():
+        try:
+            version = client.get_model_version_by_alias(model_name, alias)
+        except MlflowException:
+            print(f"  {project}: no version of {model_name} holds '{alias}'")
+            continue
+        holdout = ", ".join(
+            f"{name.removeprefix('holdout_')} {value}" for name, value in sorted(version.tags.items()) if name.startswith("holdout_")
+        )
+        print(f"  {project}: {model_name}@{alias} = version {version.version}" + (f" (holdout {holdout})" if holdout else ""))
+        in_production += 1
+    return in_production
+
+
+def _browsable(host: str) -> str:
+    """The address to open for a server bound to `host`: a wildcard bind is reached on loopback."""
+    return {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "[::1]"}.get(host, f"[{host}]" if ":" in host else host)
+
+
+def _is_tracking_server(tracking_uri: str) -> bool:
+    return urlsplit(tracking_uri).scheme in ("http", "https", "databricks")
+
+
+def platform_services(settings: Settings, arguments: argparse.Namespace, *, model_in_production: bool) -> list[Service]:
+    bin_dir = Path(sys.executable).parent
+    host, address = arguments.host, _browsable(arguments.host)
+    dagster_url = f"http://{address}:{arguments.dagster_port}"
+    serving_url = f"http://{address}:{arguments.port}"
+    services = [
+        # The same DAGSTER_HOME (inherited) and workspace as `mlops-assets dev`.
+        Service(
+            "Dagster UI",
+            [str(bin_dir / "dagster-webserver"), "-h", host, "-p", str(arguments.dagster_port), "-w", str(WORKSPACE)],
+            health_url=f"{dagster_url}/server_info",
+            cwd=REPOSITORY_ROOT,
+            url=dagster_url,
+        ),
+        Service(
+            "Dagster daemon",
+            [str(bin_dir / "dagster-daemon"), "run", "-w", str(WORKSPACE)],
+            cwd=REPOSITORY_ROOT,
+            about="schedules and sensors",
+        ),
+    ]
+    if _is_tracking_server(settings.mlflow_tracking_uri):
+        print(f"MLflow UI: {redacted(settings.mlflow_tracking_uri)} (the tracking server)")
+    else:
+        mlflow_url = f"http://{address}:{arguments.mlflow_port}"
+        artifact_root = ["--default-artifact-root", settings.mlflow_artifact_root] if settings.mlflow_artifact_root else []
+        services.append(
+            Service(
+                "MLflow UI",
+                [
+                    str(bin_dir / "mlflow"), "server", "--backend-store-uri", settings.mlflow_tracking_uri, *artifact_root,
+                    # Runs keep their local artifact folders, read in place: nothing to proxy.
+                    "--no-serve-artifacts", "--host", host, "--port", str(arguments.mlflow_port), "--workers", "1",
+                ],  # fmt: skip
+                health_url=f"{mlflow_url}/health",
+                # Job execution (GenAI evaluations) would start a queue and consumers nobody here uses.
+                env={"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
+                cwd=REPOSITORY_ROOT,
+                url=mlflow_url,
+            )
+        )
+    services.append(
+        Service(
+            "serving",
+            [sys.executable, "-m", "serving", "--host", host, "--port", str(arguments.port), "--workers", str(arguments.workers)],
+            health_url=f"{serving_url}/health",
+            cwd=REPOSITORY_ROOT,
+            url=serving_url,
+            about="POST /predict, docs at /schema",
+            ready_url=f"{serving_url}/ready",
+            waiting_note=(
+                "loading the production model"
+                if model_in_production
+                else f"it waits for a production model (a version with the alias '{settings.model_alias}')"
+            ),
+        )
+    )
+    return services
+
+
+def run_services(settings: Settings, arguments: argparse.Namespace, *, model_in_production: bool) -> int:
+    services = platform_services(settings, arguments, model_in_production=model_in_production)
+    try:
+        with Supervisor(
+            services, log_dir=settings.state_dir / "logs", start_timeout=SERVICES_START_TIMEOUT_SECONDS
+        ) as supervisor:
+            return supervisor.run()
+    except ServiceFailed as failure:
+        print(f"mlops-assets up: {failure}", file=sys.stderr, flush=True)
+        return 1
+
+
+def up(settings: Settings, arguments: argparse.Namespace) -> int:
+    if not arguments.no_materialize:
+        succeeded = materialize_everything()
+        release_spark()
+        if not succeeded:
+            print_production(settings)
+            print("\nthe run failed: nothing started (`mlops-assets up --no-materialize` serves what is in production)")
+            return 1
+    # Also creates the tracking store's tables when they do not exist yet: the MLflow UI and the
+    # serving workers would otherwise race to create them.
+    in_production = print_production(settings)
+    if arguments.no_serve:
+        return 0
+    print(flush=True)
+    return run_services(settings, arguments, model_in_production=in_production > 0)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="mlops-assets", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
-    up = commands.add_parser("up", help="materialize every asset, then serve the production model")
-    up.add_argument("--no-serve", action="store_true", help="stop after materializing")
-    up.add_argument("--host", default="127.0.0.1")
-    up.add_argument("--port", type=int, default=8000)
-    up.add_argument("--workers", type=int, default=2, help="serving worker processes (one per core)")
+    up_parser = commands.add_parser(
+        "up", help="materialize every project, then run the Dagster UI and daemon, the MLflow UI and the serving app"
+    )
+    up_parser.add_argument("--no-serve", action="store_true", help="stop after materializing")
+    up_parser.add_argument("--no-materialize", action="store_true", help="start the services on the existing state")
+    up_parser.add_argument("--host", default="127.0.0.1", help="the interface every service binds")
+    up_parser.add_argument("--dagster-port", type=int, default=3000)
+    up_parser.add_argument("--mlflow-port", type=int, default=5000)
+    up_parser.add_argument("--port", type=int, default=8000, help="the serving app's port")
+    up_parser.add_argument("--workers", type=int, default=2, help="serving worker processes (one per core)")
     commands.add_parser("env", help="print the shared environment as shell exports")
     commands.add_parser("dev", help="start `dagster dev` (UI and daemon) on the shared environment")
-    args = parser.parse_args(argv)
+    arguments = parser.parse_args(argv)
 
     settings = Settings.from_env()
-    for name, value in shared_environment(settings).items():
-        os.environ.setdefault(name, value)
+    # The values come from this environment, resolved: absolute paths hold in the services' folder too.
+    os.environ.update(shared_environment(settings))
     prepare_dagster_home(settings)
 
-    if args.command == "env":
+    if arguments.command == "env":
         for name, value in shared_environment(settings).items():
             print(f"export {name}={shlex.quote(value)}")
         return 0
-    if args.command == "dev":
+    if arguments.command == "dev":
         os.chdir(REPOSITORY_ROOT)
-        os.execvp("dagster", ["dagster", "dev", "-w", str(REPOSITORY_ROOT / "workspace.yaml")])
-    succeeded = materialize_everything()
-    print_production(settings)
-    if not succeeded:
-        return 1
-    if not args.no_serve:
-        return serve(args.host, args.port, args.workers)
-    return 0
-
-
-def serve(host: str, port: int, workers: int) -> int:
-    from serving.__main__ import main as serve_main
-
-    print(f"serving the production model on http://{host}:{port} (POST /predict, docs at /schema)")
-    serve_main(["--host", host, "--port", str(port), "--workers", str(workers)])
-    return 0
+        os.execvp("dagster", ["dagster", "dev", "-w", str(WORKSPACE)])
+    return up(settings, arguments)
 
 
 if __name__ == "__main__":
