@@ -76,7 +76,7 @@ def test_a_dropped_csv_launches_one_run_through_the_sensor_and_the_daemon(daemon
     (run,) = source_runs()
     assert run.status == DagsterRunStatus.SUCCESS, f"the run ended {run.status}; see {log}"
     assert run.job_name == "housing_refresh"
-    assert run.run_config["ops"]["housing/raw"]["config"]["location"] == str(drop)
+    assert run.run_config["ops"]["housing__raw"]["config"]["location"] == str(drop)
 
     registry = MlflowResource(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}", alias="production").model("housing_price")
     version = registry.aliased_version()

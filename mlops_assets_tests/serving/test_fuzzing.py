@@ -30,8 +30,8 @@ json_values = st.recursive(
 def plausible(field: str) -> st.SearchStrategy:
     if field == "ocean_proximity":
         return st.sampled_from(list(OCEAN_PROXIMITY_CATEGORIES))
-    bounds = VALUE_RANGES[field]
-    return st.floats(min_value=bounds.min, max_value=bounds.max, allow_nan=False)
+    low, high = VALUE_RANGES[field]
+    return st.floats(min_value=low, max_value=high, allow_nan=False)
 
 
 @st.composite

@@ -89,12 +89,12 @@ def test_each_field_of_the_wrong_type_is_named(served_v1, field: str, wrong: obj
 @pytest.mark.parametrize("field", NUMERIC_FEATURES)
 @pytest.mark.parametrize("side", ["below", "above"])
 def test_each_number_outside_its_plausible_range_is_named(served_v1, field: str, side: str) -> None:
-    bounds = VALUE_RANGES[field]
-    value = bounds.min - 1.0 if side == "below" else bounds.max + 1.0
+    low, high = VALUE_RANGES[field]
+    value = low - 1.0 if side == "below" else high + 1.0
 
     body = assert_refused(served_v1.post("/predict", json={**SEED_RECORD, field: value}), 422, field)
 
-    bound = bounds.min if side == "below" else bounds.max
+    bound = low if side == "below" else high
     assert str(bound) in body["errors"][0]["reason"]
 
 
@@ -202,8 +202,8 @@ def test_the_openapi_document_carries_the_constraints(served_v1) -> None:
     predict = document["paths"]["/predict"]["post"]
     schema = predict["requestBody"]["content"]["application/json"]["schema"]
     record = next(option for option in schema["anyOf"] if option.get("type") == "object")
-    assert record["properties"]["median_income"]["maximum"] == VALUE_RANGES["median_income"].max
-    assert record["properties"]["longitude"]["minimum"] == VALUE_RANGES["longitude"].min
+    assert record["properties"]["median_income"]["maximum"] == VALUE_RANGES["median_income"][1]
+    assert record["properties"]["longitude"]["minimum"] == VALUE_RANGES["longitude"][0]
     assert record["properties"]["ocean_proximity"]["enum"] == list(OCEAN_PROXIMITY_CATEGORIES)
     assert set(record["required"]) == set(REQUIRED)
     assert record["additionalProperties"] is False
