@@ -40,7 +40,7 @@ def test_a_project_declared_outside_the_package_reaches_production_and_is_served
     )
     assert materialize.wait(timeout=600) == 0, (tmp_path / "materialize.log").read_text()[-4000:]
 
-    production = MlflowClient(tracking_uri).get_model_version_by_alias(MODEL, "production")
+    production = MlflowClient(tracking_uri, registry_uri=tracking_uri).get_model_version_by_alias(MODEL, "production")
     assert production.tags["project"] == "wine" and float(production.tags["holdout_accuracy"]) > 0.8
 
     port = free_port()

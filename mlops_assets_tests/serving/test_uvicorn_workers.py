@@ -60,7 +60,8 @@ def two_workers(registry, tmp_path: Path):
             timeout=90,
             what=f"both workers ready ({log_path})",
         )
-        yield base, model, tmp_path / "prediction_log", server
+        # Each model logs into a folder of its own under the prediction log root.
+        yield base, model, tmp_path / "prediction_log" / model.name, server
     finally:
         stop(server, grace=30)
     # no worker (nor multiprocessing helper) outlives the server for long
