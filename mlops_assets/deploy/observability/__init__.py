@@ -1,0 +1,1 @@
+"""Monitoring of the platform as code: Prometheus configuration and alert rules, Grafana dashboards."""
