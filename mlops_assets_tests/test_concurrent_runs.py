@@ -57,3 +57,16 @@ def test_two_runs_at_once_do_not_corrupt_each_other(tmp_path: Path, reference_cs
     assert trained_by == sorted(run.run_id for run in runs)
     assert registry.aliased_version_number() in {str(version.version) for version in versions}
     instance.dispose()
+
+
+def test_two_processes_creating_a_new_mlflow_store_at_once_both_succeed(tmp_path: Path):
+    # Without the lock, MLflow's migrations race: one process fails with `table ... already exists`.
+    uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
+    script = "import sys; from mlops_assets.platform.resources.mlflow_registry import create_local_store; create_local_store(sys.argv[1])"
+    processes = [
+        subprocess.Popen([sys.executable, "-c", script, uri], cwd=REPOSITORY_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        for _ in range(2)
+    ]
+    for process in processes:
+        output, _ = process.communicate(timeout=120)
+        assert process.returncode == 0, output.decode()[-3000:]

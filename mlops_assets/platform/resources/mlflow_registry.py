@@ -7,6 +7,7 @@ ends any run still open when the Dagster step finishes. MLflow is imported lazil
 definitions (webserver, daemon, sensors) does not pay for it.
 """
 
+import fcntl
 import os
 import sys
 import threading
@@ -25,10 +26,36 @@ if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
 
 
-def _import_model_stack() -> None:
+def _import_model_stack(tracking_uri: str) -> None:
     import mlflow.pyfunc  # noqa: F401
     import mlflow.sklearn  # noqa: F401
     import sklearn.ensemble  # noqa: F401
+
+    create_local_store(tracking_uri)
+
+
+def create_local_store(tracking_uri: str) -> None:
+    """Create a fresh SQLite store's tables while holding a lock beside it. MLflow creates them on first
+    use without one, so two runs starting on a new store at once (a schedule tick and a sensor's run)
+    both migrate and one fails with `table ... already exists`. A server-backed store is left to
+    `mlflow db upgrade` and the tracking server."""
+    if not tracking_uri.startswith("sqlite:"):
+        return
+    from mlflow.tracking import MlflowClient
+    from sqlalchemy.engine import make_url
+
+    database = make_url(tracking_uri).database
+    if not database or database == ":memory:":
+        return
+    os.makedirs(os.path.dirname(os.path.abspath(database)), exist_ok=True)
+    with open(f"{database}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+            client.search_experiments(max_results=1)
+            client.search_registered_models(max_results=1)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 _background_import: threading.Thread | None = None
@@ -98,11 +125,14 @@ class MlflowResource(ConfigurableResource):
         os.environ["MLFLOW_REGISTRY_URI"] = self.tracking_uri
         if "mlflow" in sys.modules:
             self._point_mlflow_here()
+            create_local_store(self.tracking_uri)
         else:
             # Importing MLflow and scikit-learn takes seconds: do it while the Spark steps run, off
             # the critical path of the model steps that need them.
             if _background_import is None or not _background_import.is_alive():
-                _background_import = threading.Thread(target=_import_model_stack, name="import-model-stack", daemon=True)
+                _background_import = threading.Thread(
+                    target=_import_model_stack, args=(self.tracking_uri,), name="import-model-stack", daemon=True
+                )
                 _background_import.start()
 
     def _point_mlflow_here(self) -> None:
