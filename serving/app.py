@@ -37,6 +37,7 @@ from serving.routes import ServingState, build_routes  # noqa: E402
 from serving.settings import ServingSettings  # noqa: E402
 
 logger = logging.getLogger("serving")
+METRICS_PUBLISH_SECONDS = 1.0
 
 
 def create_app(settings: ServingSettings | None = None) -> Litestar:
@@ -66,7 +67,10 @@ def create_app(settings: ServingSettings | None = None) -> Litestar:
     @contextlib.asynccontextmanager
     async def serve(app: Litestar) -> AsyncIterator[None]:
         prediction_log.start()
-        background = [asyncio.create_task(holder.follow_alias(state.reload_signal.requested), name="follow-alias")]
+        background = [
+            asyncio.create_task(holder.follow_alias(state.reload_signal.requested), name="follow-alias"),
+            asyncio.create_task(_publish_metrics(metrics), name="publish-metrics"),
+        ]
         logger.info("worker %s serving %s from %s", worker, settings.model_uri, redacted(settings.tracking_uri))
         try:
             yield
@@ -94,6 +98,15 @@ def create_app(settings: ServingSettings | None = None) -> Litestar:
     )
     app.state.serving = state  # for tests and operators poking at a live app
     return app
+
+
+async def _publish_metrics(metrics: Metrics) -> None:
+    while True:
+        try:
+            metrics.publish()
+        except OSError:
+            logger.warning("could not publish metrics to the runtime folder", exc_info=True)
+        await asyncio.sleep(METRICS_PUBLISH_SECONDS)
 
 
 def _configure_logging() -> None:
