@@ -3,13 +3,16 @@
 Debian's Prometheus runs the project's own prometheus.yml, its targets moved to this test's ports and
 its scrape and evaluation intervals shortened to a second, with the project's alert_rules.yml. It
 scrapes `python -m serving` with two workers, under a little load, and a real Pushgateway holding
-pipeline metrics pushed through mlops_assets.platform.pipeline_metrics. Then every query of every
-committed dashboard must return at least one series from Prometheus's HTTP API, and the alerts the
-situation calls for must fire: a version refused on reload, a project not refreshed for 27 hours, a
-failing blocking check. promtool checks the committed files and the app's exposition.
+pipeline metrics: a real materialization of the iris project (its flow and its drift) pushed what it
+knows, and what no run here can produce in time (a project last refreshed 27 hours ago, a failing
+blocking check, a live metric) is pushed through mlops_assets.platform.pipeline_metrics. Then every
+query of every committed dashboard must return at least one series from Prometheus's HTTP API, and
+the alerts the situation calls for must fire: a version refused on reload, a stale project, a failing
+blocking check. promtool checks the committed files and the app's exposition.
 """
 
 import contextlib
+import dataclasses
 import json
 import os
 import re
@@ -26,10 +29,13 @@ import pandas as pd
 import pytest
 import yaml
 
+from dagster import build_sensor_context
+
 from mlops_assets.deploy.observability import dashboards
+from mlops_assets.platform.automation.retraining import build_drift_retraining_sensor
 from mlops_assets.platform import pipeline_metrics
 from mlops_assets.projects.housing.model import Hyperparameters
-from mlops_assets_tests.conftest import REPOSITORY_ROOT
+from mlops_assets_tests.conftest import PROJECTS, REPOSITORY_ROOT, Platform, check_results, instance_under, settings_under
 from mlops_assets_tests.processes import free_port, start, stop
 from mlops_assets_tests.serving.conftest import ALIAS, SEED_RECORD, _corrupt_copy, reference_frame, wait_for  # noqa: F401
 from mlops_assets_tests.serving.load import ConcurrentClients
@@ -93,6 +99,8 @@ def test_the_committed_dashboards_are_the_generated_ones() -> None:
 class Monitored:
     prometheus: str
     serving: str
+    iris_checks: dict[str, bool]  # what the iris run's checks found
+    iris_production: str
 
     def query(self, expr: str) -> list[dict]:
         answer = httpx.get(f"{self.prometheus}/api/v1/query", params={"query": expr}, timeout=10).json()
@@ -192,13 +200,15 @@ def monitored(prometheus_tools, reference_frame, tmp_path_factory) -> Iterator[M
             "localhost:9090": f"127.0.0.1:{prometheus_port}",
         }
         prometheus = running.enter_context(running_prometheus(prometheus_tools, folder, addresses, prometheus_port))
-        stack = Monitored(prometheus, serving)
 
         # The workers start while the model trains, and load it once the alias names it.
         good = train_and_register(
             registry, reference_frame, model_name=MODEL_NAME, params=Hyperparameters(max_iter=30), alias=ALIAS
         )
         wait_for(lambda: _served_versions(serving) == [float(good)] * 2, timeout=120, what=f"both workers to serve ({folder})")
+        environment.setenv("MLOPS_PUSHGATEWAY_URL", gateway.url)
+        iris_checks, iris_production = _run_the_iris_pipeline(folder / "pipelines", running)
+        stack = Monitored(prometheus, serving, iris_checks, iris_production)
         # Counters must be scraped at 0 before they rise, or increase() sees no rise.
         wait_for(lambda: len(stack.query("up == 1")) == 3, timeout=30, what="Prometheus to scrape every target")
         wait_for(lambda: stack.query("serving_model_reload_failures_total"), timeout=30, what="a scrape of the serving app")
@@ -213,8 +223,7 @@ def monitored(prometheus_tools, reference_frame, tmp_path_factory) -> Iterator[M
             what="both workers to refuse the broken version",
         )
 
-        environment.setenv("MLOPS_PUSHGATEWAY_URL", gateway.url)
-        _push_what_the_pipelines_know()
+        _push_what_no_run_here_can(iris_production)
         wait_for(
             lambda: len(stack.query("mlops_last_refresh_timestamp_seconds")) == 2, timeout=30, what="a scrape of the pushes"
         )
@@ -232,35 +241,37 @@ def _serve_a_little_load(base: str, frame: pd.DataFrame) -> None:
         assert client.get("/predictions/not-a-request-id").status_code == 404
 
 
-def _push_what_the_pipelines_know() -> None:
+IRIS_PIPELINE = [
+    *(f"iris/{asset}" for asset in ("raw", "cleaned", "features", "trained_model", "model_evaluation", "deployed_model")),
+    "iris/deployment_ledger",
+    "iris/feature_drift",
+]
+
+
+def _run_the_iris_pipeline(folder: Path, running: ExitStack) -> tuple[dict[str, bool], str]:
+    """Iris's flow and drift, materialized with the Pushgateway configured, and the drift retraining
+    sensor's look at the drift; returns what its checks found and the version it deployed."""
+    instance = instance_under(folder / "dagster_home")
+    running.callback(instance.dispose)
+    # Iris has 150 flowers: below the default minimum, drift would judge no feature.
+    settings = dataclasses.replace(settings_under(folder), drift_min_samples=50)
+    platform = Platform(settings, instance)
+    result = platform.materialize(project="iris", selection=IRIS_PIPELINE, monitoring=True)
+    assert result.success
+    sensor = build_drift_retraining_sensor("iris")
+    sensor(build_sensor_context(instance=instance, resources={"drift_policy": platform.resources()["drift_policy"]}))
+    return check_results(result), platform.production_version("iris")
+
+
+def _push_what_no_run_here_can(iris_production: str) -> None:
     pushes = [
-        pipeline_metrics.record_refresh_succeeded("housing"),
         pipeline_metrics.record_refresh_succeeded("churn", at=time.time() - STALE_PROJECT_HOURS * 3600),
-        pipeline_metrics.record_production_model(
-            "housing", version=8, metric="rmse", holdout_value=40_285.0, higher_is_better=False
-        ),
-        pipeline_metrics.record_live_metric("housing", version=8, metric="rmse", value=41_000.0),
-        pipeline_metrics.record_check_result(
-            "housing", asset="housing/cleaned_housing", check="contract", passed=True, blocking=True
-        ),
-        pipeline_metrics.record_check_result("churn", asset="churn/raw_churn", check="contract", passed=False, blocking=True),
-        pipeline_metrics.record_drift(
-            "housing",
-            source="serving",
-            drifts=[_Drift("median_income", 0.04, 0.03), _Drift("ocean_proximity", 0.01, None)],
-            psi_threshold=0.2,
-            ks_threshold=0.1,
-        ),
-        pipeline_metrics.record_retraining_decision("housing", triggered=True),
+        pipeline_metrics.record_check_result("churn", asset="churn/raw", check="check_contract_raw", passed=False, blocking=True),
+        pipeline_metrics.record_live_metric("iris", version=iris_production, metric="accuracy", value=0.9),
+        # Drift on iris's own training flowers triggers nothing; another project's did, an hour ago.
+        pipeline_metrics.record_retraining_decision("churn", triggered=True, at=time.time() - 3600),
     ]
     assert all(pushes)
-
-
-@dataclass(frozen=True)
-class _Drift:
-    feature: str
-    psi: float | None
-    ks: float | None
 
 
 def test_the_serving_exposition_passes_promtool(monitored: Monitored, prometheus_tools: PrometheusTools) -> None:
@@ -298,15 +309,16 @@ def test_a_refused_version_a_stale_project_and_a_failing_blocking_check_fire_the
     must_fire = [
         {"alertname": "MlopsServingModelRefused", "job": "serving", "stage": "load"},
         {"alertname": "MlopsProjectNotRefreshed", "project": "churn"},
-        {"alertname": "MlopsBlockingCheckFailed", "project": "churn", "asset": "churn/raw_churn", "check": "contract"},
+        {"alertname": "MlopsBlockingCheckFailed", "project": "churn", "asset": "churn/raw", "check": "check_contract_raw"},
     ]
     must_not_fire = [
-        {"alertname": "MlopsProjectNotRefreshed", "project": "housing"},  # refreshed just now
+        {"alertname": "MlopsProjectNotRefreshed", "project": "iris"},  # refreshed just now
+        {"alertname": "MlopsBlockingCheckFailed", "project": "iris"},
         {"alertname": "MlopsServingModelRefused", "stage": "smoke_test"},
         {"alertname": "MlopsServingNoModel"},
         {"alertname": "MlopsFeatureDriftPsi"},
         {"alertname": "MlopsFeatureDriftKs"},
-        {"alertname": "MlopsLiveMetricWorseThanHoldout"},  # 41,000 live is within 10% of 40,285
+        {"alertname": "MlopsLiveMetricWorseThanHoldout"},  # 0.9 live is within 10% of iris's holdout accuracy
     ]
 
     def firing(labels: dict[str, str]) -> bool:
@@ -316,3 +328,31 @@ def test_a_refused_version_a_stale_project_and_a_failing_blocking_check_fire_the
         wait_for(lambda: all(map(firing, must_fire)), timeout=30, what="the alerts to fire")
     assert [labels for labels in must_fire if not firing(labels)] == []
     assert [labels for labels in must_not_fire if firing(labels)] == []
+
+
+def test_a_real_materialization_pushed_its_checks_model_refresh_and_drift(monitored: Monitored) -> None:
+    def series(expr: str) -> dict[str, float]:
+        return {
+            ",".join(f"{k}={v}" for k, v in sorted(r["metric"].items()) if k in ("asset", "check", "source", "feature")): float(r["value"][1])
+            for r in monitored.query(expr)
+        }
+
+    assert monitored.iris_checks and all(monitored.iris_checks.values())
+    checks = series('mlops_check_passed{project="iris"}')
+    assert sorted(key.split("check=")[1] for key in checks) == sorted(monitored.iris_checks)
+    assert set(checks.values()) == {1.0}
+
+    assert series('mlops_production_model_version{project="iris"}') == {"": float(monitored.iris_production)}
+    holdout = monitored.query('mlops_production_holdout_metric{project="iris"}')
+    assert [(r["metric"]["metric"], r["metric"]["version"], r["metric"]["better"]) for r in holdout] == [
+        ("accuracy", monitored.iris_production, "higher")
+    ]
+    assert 0.8 < float(holdout[0]["value"][1]) <= 1.0
+
+    refreshed = float(monitored.query('mlops_last_refresh_timestamp_seconds{project="iris"}')[0]["value"][1])
+    assert time.time() - refreshed < 600
+
+    psi = series('mlops_drift_psi{project="iris"}')
+    assert sorted(psi) == [f"feature={feature},source=data" for feature in sorted(PROJECTS["iris"].domain.raw_features)]
+    assert all(value < 0.2 for value in psi.values())  # the same flowers it was trained on
+    assert series('mlops_retraining_triggered{project="iris"}') == {"": 0.0}

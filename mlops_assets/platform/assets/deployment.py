@@ -12,6 +12,7 @@ from mlops_assets.platform.assets.common import ProjectKeys
 from mlops_assets.platform.automation.approval import APPROVED_BY_TAG, APPROVED_TAG, ApprovalPolicy, is_approved
 from mlops_assets.platform.automation.rollback import GATE_PASSED_TAG, ROLLED_BACK_AT_TAG
 from mlops_assets.platform.ledger import DeploymentLedger
+from mlops_assets.platform.pipeline_metrics import record_production_model, record_refresh_succeeded
 from mlops_assets.platform.project import ModelProject
 from mlops_assets.platform.resources.io_managers import Versioned
 from mlops_assets.platform.resources.mlflow_registry import MlflowResource, RegisteredModel
@@ -170,6 +171,16 @@ def build_deployment_asset(project: ModelProject) -> AssetsDefinition:
         }
         if record["production_version"] is not None:
             metadata["production_version"] = int(record["production_version"])
+            serving_candidate = deployed or current_version == candidate_version
+            record_production_model(
+                project.name,
+                version=record["production_version"],
+                metric=primary,
+                holdout_value=candidate_metric if serving_candidate else production_metric,
+                higher_is_better=project.task.higher_is_better,
+            )
+        # The flow reached its last step: every blocking check upstream passed, whatever the gate decided.
+        record_refresh_succeeded(project.name)
         if record["replaced_version"] is not None:
             metadata["replaced_version"] = int(record["replaced_version"])
         return Output(record, metadata=metadata)

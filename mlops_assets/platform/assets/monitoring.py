@@ -16,6 +16,7 @@ from mlops_assets.platform.automation.declarative import AFTER_PARENTS
 from mlops_assets.platform.automation.drift import DRIFTED, DriftPolicy, FeatureDrift, compare_features
 from mlops_assets.platform.project import Domain, ModelProject
 from mlops_assets.platform.resources.io_managers import Versioned
+from mlops_assets.platform.pipeline_metrics import record_drift
 from mlops_assets.platform.resources.mlflow_registry import MlflowResource, wait_for_model_stack
 from mlops_assets.platform.transforms import TRAINING_SPLITS
 
@@ -166,6 +167,13 @@ def build_monitoring_assets(project: ModelProject) -> list[AssetsDefinition]:
             for d in drifts:
                 if d.psi is not None:
                     metadata[f"psi/{source}/{d.feature}"] = d.psi
+            record_drift(
+                project.name,
+                source=source,
+                drifts=drifts,
+                psi_threshold=drift_policy.psi_threshold,
+                ks_threshold=drift_policy.ks_threshold,
+            )
         yield Output(record, metadata=metadata)
 
     @asset(

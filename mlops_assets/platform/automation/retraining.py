@@ -23,6 +23,7 @@ from dagster import (
 from mlops_assets.platform.assets.common import ProjectKeys
 from mlops_assets.platform.automation.drift import DriftPolicy
 from mlops_assets.platform.automation.jobs import retraining_job_name
+from mlops_assets.platform.pipeline_metrics import record_retraining_decision
 
 TRIGGER_TAG = "mlops/trigger"
 DRIFT_TRIGGER = "feature_drift"
@@ -61,6 +62,7 @@ def build_drift_retraining_sensor(project_name: str) -> SensorDefinition:
         metadata = latest.asset_materialization.metadata
         if not (metadata.get("drifted") and metadata["drifted"].value):
             context.update_cursor(str(latest.storage_id))
+            record_retraining_decision(project_name, triggered=False)
             return SkipReason("the latest drift record found no drift")
 
         cooldown_seconds = drift_policy.retrain_cooldown_hours * 3600
@@ -71,6 +73,7 @@ def build_drift_retraining_sensor(project_name: str) -> SensorDefinition:
             return SkipReason(f"drift found, but the model was trained recently: cooling down for {wait_hours:.1f} h more")
 
         context.update_cursor(str(latest.storage_id))
+        record_retraining_decision(project_name, triggered=True)
         drifted = metadata["drifted_features"].value if "drifted_features" in metadata else ""
         return RunRequest(
             run_key=f"drift-{latest.storage_id}",

@@ -29,6 +29,7 @@ from dagster import (
 from pandera.errors import SchemaErrors
 from pyspark.sql import Column, DataFrame
 
+from mlops_assets.platform.pipeline_metrics import record_check_result
 from mlops_assets.platform.resources.io_managers import Versioned
 from mlops_assets.platform.resources.versioned_store import VersionedStore
 
@@ -197,6 +198,9 @@ def contract_check(
         else:
             violations = pandas_violations(frame, schema)
         checked = {"version": candidate.version, "rules": _rule_count(schema)}
+        record_check_result(
+            asset_key.path[0], asset=asset_key.to_user_string(), check=name, passed=not violations, blocking=True
+        )
         if violations:
             context.log.error(
                 f"{asset_key.to_user_string()} version {candidate.version} failed its contract: "

@@ -1,6 +1,7 @@
 from dagster import AssetCheckResult, AssetCheckSeverity, AssetChecksDefinition, asset_check
 
 from mlops_assets.platform.assets.common import ProjectKeys
+from mlops_assets.platform.pipeline_metrics import record_check_result
 from mlops_assets.platform.project import ModelProject
 from mlops_assets.platform.resources.io_managers import Versioned
 from mlops_assets.platform.resources.mlflow_registry import MlflowResource
@@ -18,6 +19,13 @@ def build_alias_consistency_check(project: ModelProject) -> AssetChecksDefinitio
         recorded = decision.value
         actual = mlflow_resource.model(project.model_name).aliased_version_number()
         expected = None if recorded["production_version"] is None else str(recorded["production_version"])
+        record_check_result(
+            project.name,
+            asset=keys.deployed_model.to_user_string(),
+            check="check_consistency_production_alias",
+            passed=actual == expected,
+            blocking=False,
+        )
         return AssetCheckResult(
             passed=actual == expected,
             severity=AssetCheckSeverity.WARN,
