@@ -1,14 +1,17 @@
-"""The model-serving app: `models:/<name>@<alias>` from the MLflow registry behind a Litestar API.
+"""The model-serving app: every hosted project's `models:/<name>@<alias>` from the MLflow registry
+behind one Litestar API.
 
     python -m serving --workers 2 --port 8000        # or: uvicorn serving.app:app --workers 2 ...
 
 `app` is built from the environment (see serving.settings) when this module is imported; tests and
-embedders call `create_app(settings)`. Importing builds nothing heavy: MLflow, scikit-learn and
-pandas load in a background thread when the first model does, so the server answers /health at once
-and /ready once a model is in.
+embedders call `create_app(settings)`. Importing builds nothing heavy: the projects' declarations,
+MLflow, scikit-learn and pandas load in background threads when the app starts serving, so the server
+answers /health at once and /ready once the default project's model is in.
 
-Routes: POST /predict, POST /invocations (MLflow's scoring protocol), GET /health, /ready, /model,
-/metrics, /predictions/{request_id}, POST /admin/reload (with MLOPS_ADMIN_TOKEN), OpenAPI under /schema.
+Routes: POST /models/{project}/predict and /models/{project}/invocations (MLflow's scoring protocol)
+for every project, POST /predict and /invocations for the default one, GET /health, /ready, /model,
+/models, /models/{project}, /metrics, /predictions/{request_id}, POST /admin/reload (with
+MLOPS_ADMIN_TOKEN), OpenAPI under /schema.
 """
 
 import os
@@ -29,11 +32,10 @@ from litestar.logging import LoggingConfig  # noqa: E402
 from litestar.openapi import OpenAPIConfig  # noqa: E402
 
 from mlops_assets.settings import redacted  # noqa: E402
-from serving.batching import MicroBatcher  # noqa: E402
 from serving.metrics import Metrics, request_metrics_middleware  # noqa: E402
-from serving.model_holder import ModelHolder, ReloadSignal  # noqa: E402
-from serving.prediction_log import PredictionLog  # noqa: E402
+from serving.model_holder import ReloadSignal  # noqa: E402
 from serving.routes import ServingState, build_routes  # noqa: E402
+from serving.served_models import ServedModels  # noqa: E402
 from serving.settings import ServingSettings  # noqa: E402
 
 logger = logging.getLogger("serving")
@@ -46,39 +48,21 @@ def create_app(settings: ServingSettings | None = None) -> Litestar:
     # Unique per app instance: names this worker's log files and metrics, also with several apps per process.
     worker = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(2)}"
     metrics = Metrics(worker=worker, runtime_dir=settings.runtime_dir)
-    holder = ModelHolder(settings, metrics, worker)
-    prediction_log = PredictionLog(
-        settings.prediction_log_dir,
-        worker=worker,
-        metrics=metrics,
-        flush_seconds=settings.prediction_log_flush_seconds,
-        max_pending_rows=settings.prediction_log_max_pending_rows,
-        max_bytes=settings.prediction_log_max_bytes,
-    )
-    state = ServingState(
-        settings=settings,
-        holder=holder,
-        batcher=MicroBatcher(lambda: holder.current, prediction_log, metrics),
-        prediction_log=prediction_log,
-        metrics=metrics,
-        reload_signal=ReloadSignal(settings.runtime_dir),
-    )
+    models = ServedModels(settings, metrics, worker)
+    state = ServingState(settings=settings, models=models, metrics=metrics, reload_signal=ReloadSignal(settings.runtime_dir))
 
     @contextlib.asynccontextmanager
     async def serve(app: Litestar) -> AsyncIterator[None]:
-        prediction_log.start()
-        background = [
-            asyncio.create_task(holder.follow_alias(state.reload_signal.requested), name="follow-alias"),
-            asyncio.create_task(_publish_metrics(metrics), name="publish-metrics"),
-        ]
-        logger.info("worker %s serving %s from %s", worker, settings.model_uri, redacted(settings.tracking_uri))
+        await models.start(state.reload_signal.requested)
+        background = [asyncio.create_task(_publish_metrics(metrics), name="publish-metrics")]
+        logger.info("worker %s serving from %s", worker, redacted(settings.tracking_uri))
         try:
             yield
         finally:
             for task in background:
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)
-            await asyncio.to_thread(prediction_log.stop)
+            await models.stop()
             metrics.withdraw()
 
     app = Litestar(
@@ -86,9 +70,10 @@ def create_app(settings: ServingSettings | None = None) -> Litestar:
         lifespan=[serve],
         middleware=[request_metrics_middleware(metrics)],
         openapi_config=OpenAPIConfig(
-            title="Housing price model server",
+            title="Model server",
             version="1.0.0",
-            description=f"Serves {settings.model_uri} from the MLflow registry.",
+            description=f"Serves every hosted project's `{settings.model_alias}` model from the MLflow registry; "
+            f"POST /predict and /invocations serve the project {settings.default_project}.",
             path="/schema",
         ),
         # Litestar leaves the root logger to the host (uvicorn, pytest) and logs unexpected errors itself.

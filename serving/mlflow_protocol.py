@@ -7,7 +7,7 @@ Accepted, as MLflow 3 accepts them:
   `{"dataframe_records": [{...}, ...]}`,
   `{"instances": [{...}, ...]}` or `{"instances": {"column": [...], ...}}`,
   `{"inputs": ...}` (same shapes as `instances`, or one record as an object),
-  plus an optional `params` object, which this model does not use;
+  plus an optional `params` object, which these models do not use;
 * `text/csv` with a header row (pandas `to_csv(index=False)`), empty cells meaning missing;
 * `application/vnd.apache.parquet`.
 
@@ -24,8 +24,8 @@ from typing import Any
 
 import msgspec
 
-from mlops_assets.projects.housing.domain import OPTIONAL_FEATURES
-from serving.schemas import FieldError, InvocationRecord, feature_rows, field_error
+from serving.schemas import FieldError, feature_rows, field_error
+from serving.served_project import ServedProject
 
 CONTENT_TYPE_JSON = "application/json"
 CONTENT_TYPE_CSV = "text/csv"
@@ -50,42 +50,99 @@ class _DataframeSplit(msgspec.Struct):
 
 
 class InvocationsEnvelope(msgspec.Struct):
-    """The JSON body: exactly one of the four input fields, and optional params."""
+    """The JSON body: exactly one of the four input fields, and optional params (for the OpenAPI document;
+    each model decodes `dataframe_records` straight into its own records, see `_envelope_of`)."""
 
     dataframe_split: _DataframeSplit | msgspec.UnsetType = msgspec.UNSET
-    dataframe_records: list[InvocationRecord] | msgspec.UnsetType = msgspec.UNSET  # type: ignore[valid-type]
+    dataframe_records: list[dict[str, Any]] | msgspec.UnsetType = msgspec.UNSET
     instances: list[dict[str, Any]] | dict[str, Any] | msgspec.UnsetType = msgspec.UNSET
     inputs: list[dict[str, Any]] | dict[str, Any] | msgspec.UnsetType = msgspec.UNSET
     params: dict[str, Any] | None = None
 
 
-_envelope_decoder = msgspec.json.Decoder(InvocationsEnvelope, strict=False)
+def _envelope_of(record: type[msgspec.Struct]) -> type[msgspec.Struct]:
+    return msgspec.defstruct(
+        f"{record.__name__}Envelope",
+        [
+            ("dataframe_split", _DataframeSplit | msgspec.UnsetType, msgspec.UNSET),
+            ("dataframe_records", list[record] | msgspec.UnsetType, msgspec.UNSET),  # type: ignore[valid-type]
+            ("instances", list[dict[str, Any]] | dict[str, Any] | msgspec.UnsetType, msgspec.UNSET),
+            ("inputs", list[dict[str, Any]] | dict[str, Any] | msgspec.UnsetType, msgspec.UNSET),
+            ("params", dict[str, Any] | None, None),
+        ],
+    )
 
 
-def parse_invocation(body: bytes, content_type: str | None, max_rows: int) -> list[tuple]:
-    """Rows (tuples in RAW_FEATURES order) from an /invocations request, or ProtocolError."""
-    mime_type, parameters = _parse_content_type(content_type or CONTENT_TYPE_JSON)
-    if parameters.get("charset", "utf-8").lower() != "utf-8":
-        raise ProtocolError(415, "BAD_REQUEST", "The scoring server only supports UTF-8")
-    if unexpected := set(parameters) - {"charset"}:
-        raise ProtocolError(415, "BAD_REQUEST", f"Unrecognized content type parameters: {', '.join(sorted(unexpected))}.")
-    if mime_type == CONTENT_TYPE_JSON:
-        records = _records_from_json(body)
-    elif mime_type == CONTENT_TYPE_CSV:
-        records = _validated(_records_from_csv(body), "$")
-    elif mime_type == CONTENT_TYPE_PARQUET:
-        records = _validated(_records_from_parquet(body), "$")
-    else:
-        raise ProtocolError(
-            415,
-            "BAD_REQUEST",
-            f"This predictor only supports the following content types: {[CONTENT_TYPE_CSV, CONTENT_TYPE_JSON, CONTENT_TYPE_PARQUET]}. Got '{content_type}'.",
-        )
-    if not records:
-        raise ProtocolError(400, "BAD_REQUEST", "The input holds no records.")
-    if len(records) > max_rows:
-        raise ProtocolError(400, "BAD_REQUEST", f"At most {max_rows} records per request, got {len(records)}.")
-    return feature_rows(records)
+class InvocationParser:
+    """Rows of one model from /invocations requests: its records, validated as POST /predict validates them."""
+
+    def __init__(self, project: ServedProject, max_rows: int) -> None:
+        self._record = project.invocation_record
+        self._optional = project.layout.optional
+        self._max_rows = max_rows
+        self._envelope_decoder = msgspec.json.Decoder(_envelope_of(project.invocation_record), strict=False)
+
+    def parse(self, body: bytes, content_type: str | None) -> list[tuple]:
+        """Rows (tuples in the model's column order) from an /invocations request, or ProtocolError."""
+        mime_type, parameters = _parse_content_type(content_type or CONTENT_TYPE_JSON)
+        if parameters.get("charset", "utf-8").lower() != "utf-8":
+            raise ProtocolError(415, "BAD_REQUEST", "The scoring server only supports UTF-8")
+        if unexpected := set(parameters) - {"charset"}:
+            raise ProtocolError(415, "BAD_REQUEST", f"Unrecognized content type parameters: {', '.join(sorted(unexpected))}.")
+        if mime_type == CONTENT_TYPE_JSON:
+            records = self._records_from_json(body)
+        elif mime_type == CONTENT_TYPE_CSV:
+            records = self._validated(_records_from_csv(body), "$")
+        elif mime_type == CONTENT_TYPE_PARQUET:
+            records = self._validated(_records_from_parquet(body), "$")
+        else:
+            raise ProtocolError(
+                415,
+                "BAD_REQUEST",
+                f"This predictor only supports the following content types: {[CONTENT_TYPE_CSV, CONTENT_TYPE_JSON, CONTENT_TYPE_PARQUET]}. Got '{content_type}'.",
+            )
+        if not records:
+            raise ProtocolError(400, "BAD_REQUEST", "The input holds no records.")
+        if len(records) > self._max_rows:
+            raise ProtocolError(400, "BAD_REQUEST", f"At most {self._max_rows} records per request, got {len(records)}.")
+        return feature_rows(records)
+
+    def _records_from_json(self, body: bytes) -> list[Any]:
+        try:
+            envelope = self._envelope_decoder.decode(body)
+        except msgspec.ValidationError as error:
+            problem = field_error(error)
+            if problem.location == "$":
+                raise ProtocolError(400, "BAD_REQUEST", _format_message(), problem) from None
+            raise ProtocolError(400, "BAD_REQUEST", f"Invalid input: {problem.reason} (at {problem.location})", problem) from None
+        except msgspec.DecodeError as error:
+            raise ProtocolError(400, "BAD_REQUEST", f"Ensure that input is a valid JSON formatted string. Error: {error}") from None
+
+        given = [name for name in INPUT_FORMATS if getattr(envelope, name) is not msgspec.UNSET]
+        if len(given) != 1:
+            raise ProtocolError(400, "BAD_REQUEST", f"{_format_message()} Received input fields: {given}.")
+        (input_format,) = given
+        payload = getattr(envelope, input_format)
+        if input_format == "dataframe_records":
+            return payload
+        if input_format == "dataframe_split":
+            return self._validated(_records_from_split(payload), "$.dataframe_split.data")
+        return self._validated(_records_from_tf_serving(payload, input_format), f"$.{input_format}")
+
+    def _validated(self, records: list[Any], location: str) -> list[Any]:
+        for record in records:
+            if isinstance(record, dict):
+                for name in self._optional & record.keys():  # NaN means missing in DataFrame-shaped inputs
+                    value = record[name]
+                    if isinstance(value, float) and math.isnan(value):
+                        record[name] = None
+        try:
+            # Not strict: like MLflow's schema enforcement, accept "880" for a double column.
+            return msgspec.convert(records, list[self._record], strict=False)  # type: ignore[name-defined]
+        except msgspec.ValidationError as error:
+            problem = field_error(error)
+            problem = FieldError(reason=problem.reason, location=location + problem.location[1:], field=problem.field)
+            raise ProtocolError(400, "BAD_REQUEST", f"Invalid input: {problem.reason} (at {problem.location})", problem) from None
 
 
 def _parse_content_type(content_type: str) -> tuple[str, dict[str, str]]:
@@ -94,29 +151,6 @@ def _parse_content_type(content_type: str) -> tuple[str, dict[str, str]]:
         key.strip().lower(): value.strip().strip('"') for key, _, value in (pair.partition("=") for pair in pairs if pair)
     }
     return mime_type.lower(), parameters
-
-
-def _records_from_json(body: bytes) -> list[Any]:
-    try:
-        envelope = _envelope_decoder.decode(body)
-    except msgspec.ValidationError as error:
-        problem = field_error(error)
-        if problem.location == "$":
-            raise ProtocolError(400, "BAD_REQUEST", _format_message(), problem) from None
-        raise ProtocolError(400, "BAD_REQUEST", f"Invalid input: {problem.reason} (at {problem.location})", problem) from None
-    except msgspec.DecodeError as error:
-        raise ProtocolError(400, "BAD_REQUEST", f"Ensure that input is a valid JSON formatted string. Error: {error}") from None
-
-    given = [name for name in INPUT_FORMATS if getattr(envelope, name) is not msgspec.UNSET]
-    if len(given) != 1:
-        raise ProtocolError(400, "BAD_REQUEST", f"{_format_message()} Received input fields: {given}.")
-    (input_format,) = given
-    payload = getattr(envelope, input_format)
-    if input_format == "dataframe_records":
-        return payload
-    if input_format == "dataframe_split":
-        return _validated(_records_from_split(payload), "$.dataframe_split.data")
-    return _validated(_records_from_tf_serving(payload, input_format), f"$.{input_format}")
 
 
 def _format_message() -> str:
@@ -167,19 +201,3 @@ def _records_from_parquet(body: bytes) -> list[dict[str, Any]]:
     except Exception as error:
         raise ProtocolError(400, "BAD_REQUEST", f"Failed to parse input as Parquet. Error: '{error}'") from None
     return rows
-
-
-def _validated(records: list[Any], location: str) -> list[Any]:
-    for record in records:
-        if isinstance(record, dict):
-            for name in OPTIONAL_FEATURES & record.keys():  # NaN means missing in DataFrame-shaped inputs
-                value = record[name]
-                if isinstance(value, float) and math.isnan(value):
-                    record[name] = None
-    try:
-        # Not strict: like MLflow's schema enforcement, accept "880" for a double column.
-        return msgspec.convert(records, list[InvocationRecord], strict=False)  # type: ignore[valid-type]
-    except msgspec.ValidationError as error:
-        problem = field_error(error)
-        problem = FieldError(reason=problem.reason, location=location + problem.location[1:], field=problem.field)
-        raise ProtocolError(400, "BAD_REQUEST", f"Invalid input: {problem.reason} (at {problem.location})", problem) from None

@@ -1,9 +1,12 @@
-"""The served model: follow the registry alias, load and smoke-test a new version, swap it in atomically.
+"""A project's served model: follow the registry alias, load and smoke-test a new version, swap it in atomically.
+
+The app holds one ModelHolder per project. A project whose alias does not exist yet is held with no
+model and polled like the others: the moment the alias appears, its model is loaded, no restart.
 
 A worker resolves `models:/<name>@<alias>` to a version number every MLOPS_SERVING_POLL_SECONDS (and
 on POST /admin/reload). A version it does not serve yet is downloaded and loaded in a thread, so the
 event loop keeps answering requests, then smoke-tested: pyfunc's own predictions on the version's
-logged input example must equal, to the bit, every path of the fast predictor. Only then is the
+logged input example must equal, to the bit, every path of the predictor (a classifier's labels). Only then is the
 reference swapped, which in CPython is atomic; requests in flight finish on the version they started
 with. A version that fails to load or to predict is refused: the previous one keeps serving, and the
 refusal is logged, counted in /metrics and listed in /model. A refused version is not retried by the
@@ -27,11 +30,11 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from mlops_assets.projects.housing.domain import CATEGORY, OPTIONAL_FEATURES, RAW_FEATURES
 from mlops_assets.settings import redacted
-from serving.fast_predict import FastPredictor, UnsupportedModel
 from serving.metrics import FAILED_RELOADS, MODEL_LOADED_AT, MODEL_VERSION, REGISTRY_ERRORS, RELOADS, Metrics
+from serving.predictors import ServedPredictor
 from serving.schemas import ModelLineage, ModelState, RefusedVersion
+from serving.served_project import ServedProject
 from serving.settings import ServingSettings
 
 logger = logging.getLogger("serving.model_holder")
@@ -43,7 +46,7 @@ os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
 
 LINEAGE_TAGS = ("dagster_run_id", "features_version", "features_path", "features_digest", "code_version", "evaluated_on")
-HOLDOUT_METRICS = ("rmse", "mae", "r2")
+HOLDOUT_PREFIX = "holdout_"
 REMEMBERED_REFUSALS = 20
 # Error codes with which the registry says "no such model or alias" rather than "I am broken".
 _NOT_FOUND_CODES = frozenset({"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"})
@@ -54,7 +57,7 @@ class ServingModel:
     name: str
     alias: str
     version: str
-    predictor: FastPredictor
+    predictor: ServedPredictor
     lineage: ModelLineage
     loaded_at: datetime
     load_seconds: float
@@ -84,9 +87,15 @@ class VersionRefused(Exception):
 
 
 class ModelHolder:
-    def __init__(self, settings: ServingSettings, metrics: Metrics, worker: str) -> None:
+    def __init__(
+        self, project: ServedProject, settings: ServingSettings, metrics: Metrics, worker: str, *, is_default: bool = True
+    ) -> None:
+        self.project = project
         self.settings = settings
         self.worker = worker
+        # The default project's gauges are shown before it loads (0: none yet) and carry its load time;
+        # the others' appear once they serve, so a worker shows one version per model it serves.
+        self._is_default = is_default
         self.current: ServingModel | None = None
         self._metrics = metrics
         self._refused: OrderedDict[str, RefusedVersion] = OrderedDict()
@@ -96,7 +105,8 @@ class ModelHolder:
         self._client: Any = None
         self._refresh_lock: asyncio.Lock | None = None
         self._alias_missing = False
-        metrics.set(MODEL_VERSION, (settings.model_name, settings.model_alias), 0)
+        if is_default:
+            metrics.set(MODEL_VERSION, (project.model_name, project.alias), 0)
 
     # --- following the alias -------------------------------------------------------------------
 
@@ -117,21 +127,21 @@ class ModelHolder:
             self._last_registry_error = f"{datetime.now(UTC).isoformat()}: {type(error).__name__}: {_first_line(error)}"
             logger.warning(
                 "registry lookup of %s failed, serving %s: %s",
-                self.settings.model_uri,
+                self.project.model_uri,
                 self._serving(),
                 self._last_registry_error,
             )
             return RefreshResult(Outcome.REGISTRY_ERROR, None, self._last_registry_error)
         self._last_checked_at = datetime.now(UTC)
         if self._last_registry_error is not None:
-            logger.info("registry reachable again: %s", self.settings.model_uri)
+            logger.info("registry reachable again: %s", self.project.model_uri)
             self._last_registry_error = None
 
         if version is None:
             if self.current is not None and not self._alias_missing:
-                logger.warning("%s no longer exists, still serving %s", self.settings.model_uri, self._serving())
+                logger.warning("%s no longer exists, still serving %s", self.project.model_uri, self._serving())
             self._alias_missing = True
-            return RefreshResult(Outcome.NO_ALIAS, None, f"{self.settings.model_uri} does not exist in the registry")
+            return RefreshResult(Outcome.NO_ALIAS, None, f"{self.project.model_uri} does not exist in the registry")
         self._alias_missing = False
         number = str(version.version)
         if self.current is not None and self.current.version == number:
@@ -150,9 +160,9 @@ class ModelHolder:
         self.current = model  # the swap: one reference assignment, atomic for every reader
         self._refused.pop(number, None)
         self._metrics.inc(RELOADS)
-        self._metrics.clear(MODEL_VERSION)
         self._metrics.set(MODEL_VERSION, (model.name, model.alias), _version_number(number))
-        self._metrics.set(MODEL_LOADED_AT, (), model.loaded_at.timestamp())
+        if self._is_default:
+            self._metrics.set(MODEL_LOADED_AT, (), model.loaded_at.timestamp())
         logger.info(
             "now serving %s version %s (was %s; loaded and smoke-tested in %.2fs, predictor %s)",
             model.name,
@@ -173,7 +183,7 @@ class ModelHolder:
         self._metrics.inc(FAILED_RELOADS, (refusal.stage,))
         logger.error(
             "refused %s version %s at %s, still serving %s: %s",
-            self.settings.model_name,
+            self.project.model_name,
             version,
             refusal.stage,
             self._serving(),
@@ -193,7 +203,7 @@ class ModelHolder:
             except asyncio.CancelledError:
                 raise
             except Exception:  # the poller must survive anything, or the worker silently stops following
-                logger.exception("polling %s failed", self.settings.model_uri)
+                logger.exception("polling %s failed", self.project.model_uri)
             await asyncio.sleep(tick)
 
     # --- registry access (blocking: called in threads) -----------------------------------------
@@ -214,7 +224,7 @@ class ModelHolder:
         from mlflow.exceptions import MlflowException
 
         try:
-            return self.client.get_model_version_by_alias(self.settings.model_name, self.settings.model_alias)
+            return self.client.get_model_version_by_alias(self.project.model_name, self.project.alias)
         except MlflowException as error:
             if error.error_code in _NOT_FOUND_CODES:
                 return None
@@ -227,38 +237,40 @@ class ModelHolder:
         number = str(version.version)
         started = time.perf_counter()
         try:
-            location = self.client.get_model_version_download_uri(self.settings.model_name, number)
+            location = self.client.get_model_version_download_uri(self.project.model_name, number)
             pyfunc_model = mlflow.pyfunc.load_model(location)
-            predictor = FastPredictor(pyfunc_model.get_raw_model())
-        except UnsupportedModel as error:
-            raise VersionRefused("load", f"unsupported model: {error}") from error
+            predictor = ServedPredictor(pyfunc_model.get_raw_model(), self.project.layout, classifier=self.project.is_classifier)
         except Exception as error:
             raise VersionRefused("load", f"{type(error).__name__}: {_first_line(error)}") from error
 
         example = pyfunc_model.input_example
         if example is None:
             raise VersionRefused("smoke_test", "the version has no logged input example to test it on")
+        layout = self.project.layout
         try:
-            expected = np.asarray(pyfunc_model.predict(example), dtype=np.float64).ravel()
-            columns = {name: _column(example, name) for name in RAW_FEATURES}
+            answered = np.asarray(pyfunc_model.predict(example)).ravel()
+            expected = answered.astype(str).astype(object) if predictor.is_classifier else answered.astype(np.float64)
+            columns = {name: layout.column_of(example, name) for name in layout.features}
             paths = predictor.predict_every_path(columns)
         except Exception as error:
             raise VersionRefused(
                 "smoke_test", f"predicting the input example failed: {type(error).__name__}: {_first_line(error)}"
             ) from error
-        if not np.isfinite(expected).all():
+        if not predictor.is_classifier and not np.isfinite(expected).all():
             raise VersionRefused("smoke_test", f"non-finite predictions on the input example: {expected.tolist()}")
         for path, predictions in paths.items():
-            if not np.array_equal(predictions, expected):
+            if not np.array_equal(predictions.values, expected):
                 raise VersionRefused("smoke_test", f"the {path} path disagrees with pyfunc on the input example")
+            if predictions.probabilities is not None and not np.isfinite(predictions.probabilities).all():
+                raise VersionRefused("smoke_test", f"the {path} path gives non-finite class probabilities")
 
         lineage = self._lineage(version)
         # Long-lived objects (MLflow, the model) would otherwise be re-scanned by every full collection:
         # pauses of ~200 ms under load. Freezing is O(1); a full collection here would pause requests.
         gc.freeze()
         return ServingModel(
-            name=self.settings.model_name,
-            alias=self.settings.model_alias,
+            name=self.project.model_name,
+            alias=self.project.alias,
             version=number,
             predictor=predictor,
             lineage=lineage,
@@ -274,12 +286,17 @@ class ModelHolder:
         if version.run_id:
             try:
                 run_metrics = self.client.get_run(version.run_id).data.metrics
-                metrics = {name: run_metrics[f"holdout_{name}"] for name in HOLDOUT_METRICS if f"holdout_{name}" in run_metrics}
+                # The overall holdout metrics of the project's task; per-slice ones carry a "/".
+                metrics = {
+                    name.removeprefix(HOLDOUT_PREFIX): value
+                    for name, value in run_metrics.items()
+                    if name.startswith(HOLDOUT_PREFIX) and "/" not in name
+                }
             except Exception as error:  # a deleted run must not hide the rest of the lineage
                 logger.warning("run %s of version %s unreadable: %s", version.run_id, number, _first_line(error))
         tags = version.tags or {}
         lineage = ModelLineage(
-            model_name=self.settings.model_name,
+            model_name=self.project.model_name,
             model_version=number,
             mlflow_run_id=version.run_id or None,
             source=version.source,
@@ -293,15 +310,17 @@ class ModelHolder:
         """Lineage of any version, loaded here or not (blocking)."""
         if version in self._lineage_cache:
             return self._lineage_cache[version]
-        return self._lineage(self.client.get_model_version(self.settings.model_name, version))
+        return self._lineage(self.client.get_model_version(self.project.model_name, version))
 
     # --- reporting -----------------------------------------------------------------------------
 
     def state(self) -> ModelState:
         model = self.current
         return ModelState(
-            name=self.settings.model_name,
-            alias=self.settings.model_alias,
+            project=self.project.name,
+            task=self.project.task,
+            name=self.project.model_name,
+            alias=self.project.alias,
             version=model.version if model else None,
             loaded_at=model.loaded_at.isoformat() if model else None,
             load_seconds=model.load_seconds if model else None,
@@ -315,14 +334,6 @@ class ModelHolder:
 
     def _serving(self) -> str:
         return f"version {self.current.version}" if self.current else "no model"
-
-
-def _column(frame: Any, name: str) -> Any:
-    import numpy as np
-
-    if name not in frame.columns and name in OPTIONAL_FEATURES:
-        return np.full(len(frame), np.nan)
-    return frame[name].to_numpy(dtype=object if name == CATEGORY else np.float64)
 
 
 def _version_number(version: str) -> float:

@@ -1,6 +1,7 @@
 """The prediction log: every prediction the app makes, as Parquet files the pipeline can read.
 
-Layout, under `<data_root>/prediction_log/` (MLOPS_PREDICTION_LOG_DIR):
+One log per served model, in `<MLOPS_PREDICTION_LOG_DIR>/<registered model name>/` (where its project's
+drift monitoring reads it), laid out as:
 
     date=YYYY-MM-DD/part-<first_ms>-<last_ms>-<worker>-<seq>.parquet
 
@@ -14,15 +15,14 @@ Schema, one row per predicted record (a request of n records gives n rows):
     request_id     string               UUIDv7 of the request; its first 48 bits are the receive time in ms
     row_index      int32                position of the record in the request
     predicted_at   timestamp[ms, UTC]   when the model call that produced it returned
-    route          string               "/predict" or "/invocations"
+    route          string               "/predict", "/invocations", "/models/<project>/predict", ...
     worker         string               host-pid-nonce of the worker process that served it
     model_name     string               registered model name
     model_version  string               registry version that made the prediction
     model_run_id   string               MLflow run that trained that version
-    longitude, latitude, housing_median_age, total_rooms, total_bedrooms, population, households,
-    median_income  float64              the input features as received (total_bedrooms null when missing)
-    ocean_proximity string
-    prediction     float64              predicted median house value (USD)
+    <feature>      float64 or string    every raw feature of the project's domain, in the model's order,
+                                        as received (null when missing): numbers float64, categories string
+    prediction     float64 or string    the predicted value, or a classifier's predicted label
 
 Writes happen off the request path: the batcher appends the arrays it already built (one list append
 per model call) and a background thread writes them every MLOPS_PREDICTION_LOG_FLUSH_SECONDS. The log
@@ -44,8 +44,8 @@ from typing import Any
 
 import numpy as np
 
-from mlops_assets.projects.housing.domain import CATEGORY, NUMERIC_FEATURES, RAW_FEATURES
 from serving.metrics import LOG_FILES_PRUNED, LOG_ROWS_DROPPED, LOG_ROWS_WRITTEN, Metrics
+from serving.served_project import RowLayout
 
 logger = logging.getLogger("serving.prediction_log")
 
@@ -92,8 +92,8 @@ class LoggedBatch:
     model_name: str
     model_version: str
     model_run_id: str
-    columns: Mapping[str, np.ndarray]  # RAW_FEATURES
-    predictions: np.ndarray
+    columns: Mapping[str, np.ndarray]  # every raw feature, in the model's order
+    predictions: np.ndarray  # float64 values, or labels
 
     def rows(self) -> Iterator[dict[str, Any]]:
         for position, request_id in enumerate(self.request_ids):
@@ -105,8 +105,8 @@ class LoggedBatch:
                 "model_name": self.model_name,
                 "model_version": self.model_version,
                 "model_run_id": self.model_run_id,
-                **{name: _feature_value(self.columns[name][position]) for name in RAW_FEATURES},
-                "prediction": float(self.predictions[position]),
+                **{name: _feature_value(values[position]) for name, values in self.columns.items()},
+                "prediction": _prediction_value(self.predictions[position]),
             }
 
 
@@ -116,11 +116,16 @@ def _feature_value(value: Any) -> float | str | None:
     return None if value is None or np.isnan(value) else float(value)
 
 
+def _prediction_value(value: Any) -> float | str:
+    return value if isinstance(value, str) else float(value)
+
+
 class PredictionLog:
     def __init__(
         self,
         directory: Path,
         *,
+        layout: RowLayout,
         worker: str,
         metrics: Metrics,
         flush_seconds: float,
@@ -128,6 +133,7 @@ class PredictionLog:
         max_bytes: int,
     ) -> None:
         self.directory = directory
+        self.layout = layout
         self.worker = worker
         self._metrics = metrics
         self._flush_seconds = flush_seconds
@@ -213,13 +219,14 @@ class PredictionLog:
                 "model_version": _repeated(batches, lambda b: b.model_version),
                 "model_run_id": _repeated(batches, lambda b: b.model_run_id),
             }
-            for name in NUMERIC_FEATURES:
-                values = np.concatenate([np.asarray(b.columns[name], dtype=np.float64) for b in batches])
-                columns[name] = pa.array(values, pa.float64(), mask=np.isnan(values))
-            columns[CATEGORY] = pa.array(
-                np.concatenate([np.asarray(b.columns[CATEGORY], dtype=object) for b in batches]), pa.string()
-            )
-            columns["prediction"] = pa.array(np.concatenate([b.predictions for b in batches]), pa.float64())
+            for name in self.layout.features:
+                if name in self.layout.categorical:
+                    columns[name] = pa.array(np.concatenate([np.asarray(b.columns[name], dtype=object) for b in batches]), pa.string())
+                else:
+                    values = np.concatenate([np.asarray(b.columns[name], dtype=np.float64) for b in batches])
+                    columns[name] = pa.array(values, pa.float64(), mask=np.isnan(values))
+            predictions = np.concatenate([b.predictions for b in batches])
+            columns["prediction"] = pa.array(predictions, pa.string() if predictions.dtype == object else pa.float64())
             table = pa.table(columns)
 
             days = received_ms // _MS_PER_DAY

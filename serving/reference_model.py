@@ -1,22 +1,26 @@
-"""A real `housing_price` model in an MLflow registry without running Dagster, for tests and benchmarks.
+"""A real model of any project in an MLflow registry without running Dagster, for tests and benchmarks.
 
-It is trained the way the `trained_model` asset trains it (same pipeline, same signature, same skops
-trust list, an input example) and tagged with the lineage the pipeline records, so the serving app
-cannot tell it from a deployed one. Only the Spark feature table and the Dagster run are skipped:
-the CSV is read with pandas and the lineage tags name this helper.
+It is trained the way the `trained_model` asset trains it (the project's pipeline, logged by the
+platform's own `log_project_model`: same signature, skops trust list, input example) and tagged with
+the lineage the pipeline records, so the serving app cannot tell it from a deployed one. Only the
+Spark feature table and the Dagster run are skipped: the rows come as a pandas DataFrame (typed as the
+project's cleaned data is) and the lineage tags name this helper. Without a project named, the
+default serving project's.
 """
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mlops_assets.projects.housing.domain import RAW_FEATURES, TARGET
-from mlops_assets.projects.housing.model import Hyperparameters, build_pipeline
-
 if TYPE_CHECKING:
     import pandas as pd
 
-EXPERIMENT_NAME = "housing_price"
+    from mlops_assets.platform.project import ModelProject
+
+EXPERIMENT_NAME = "reference_models"
+HOLDOUT_SHARE = 0.2
+DEFAULT_SEED = 42
 
 
 @dataclass
@@ -55,21 +59,24 @@ class ReferenceRegistry:
         model_name: str,
         lineage: dict[str, str],
         holdout_metrics: dict[str, float],
+        project: "ModelProject | None" = None,
     ) -> str:
         """Log `pipeline` as a new version of `model_name`, tagged like the pipeline tags it; returns the version."""
         import mlflow
 
         from mlops_assets.platform.model_logging import log_project_model
 
+        project = project or _declared()
         # `log_model` registers through the process-wide URIs (and MLflow exports them to the environment
         # for subprocesses): this process's MLflow points at this store from here on.
         mlflow.set_tracking_uri(self.tracking_uri)
         mlflow.set_registry_uri(self.tracking_uri)
         with mlflow.start_run(experiment_id=self.experiment_id, tags=lineage):
             mlflow.log_metrics({f"holdout_{name}": value for name, value in holdout_metrics.items()})
-            info = log_project_model(_housing(), pipeline, training_frame, registered_model_name=model_name)
+            info = log_project_model(project, pipeline, training_frame, registered_model_name=model_name)
         version = str(info.registered_model_version)
-        tags = {**lineage, "holdout_rmse": round(holdout_metrics.get("rmse", float("nan")), 2)}
+        primary = project.task.primary_metric
+        tags = {**lineage, "project": project.name, f"holdout_{primary}": round(holdout_metrics.get(primary, float("nan")), 4)}
         for key, value in tags.items():
             self.client.set_model_version_tag(model_name, version, key, str(value))
         return version
@@ -108,33 +115,29 @@ def train_and_register(
     frame: "pd.DataFrame",
     *,
     model_name: str,
-    params: Hyperparameters | None = None,
+    params: Any = None,
     alias: str | None = None,
+    project: "ModelProject | None" = None,
 ) -> str:
-    """Fit the housing pipeline on `frame`, score it on a holdout, register and tag it; returns the version."""
-    import numpy as np
-
-    params = params or Hyperparameters()
-    holdout = frame.sample(frac=0.2, random_state=params.random_state)
+    """Fit the project's pipeline on `frame` (params: its first variant's unless given), score it on a
+    holdout with the project's task, register and tag it; returns the version."""
+    project = project or _declared()
+    params = params if params is not None else project.variants[0].params
+    features, target = list(project.domain.raw_features), project.domain.target
+    holdout = frame.sample(frac=HOLDOUT_SHARE, random_state=_seed(params))
     train = frame.drop(holdout.index)
-    pipeline = build_pipeline(params)
-    pipeline.fit(train[list(RAW_FEATURES)], train[TARGET].to_numpy())
-    errors = pipeline.predict(holdout[list(RAW_FEATURES)]) - holdout[TARGET].to_numpy()
-    actual = holdout[TARGET].to_numpy()
-    metrics = {
-        "rmse": float(np.sqrt(np.mean(errors**2))),
-        "mae": float(np.mean(np.abs(errors))),
-        "r2": float(1 - np.sum(errors**2) / np.sum((actual - actual.mean()) ** 2)),
-    }
+    pipeline = project.build_model(params)
+    pipeline.fit(train[features], train[target].to_numpy())
+    metrics = project.task.score(pipeline, holdout[features], holdout[target].to_numpy())
     lineage = {
         "dagster_run_id": "reference-model-no-dagster-run",
         "features_version": f"reference-csv-{len(frame)}-rows",
         "features_path": "reference csv (pandas)",
         "features_digest": str(frame_digest(frame)),
-        "code_version": _code_version(),
+        "code_version": _code_version(project),
         "evaluated_on": f"reference-csv-{len(frame)}-rows",
     }
-    version = registry.log_model(pipeline, frame, model_name=model_name, lineage=lineage, holdout_metrics=metrics)
+    version = registry.log_model(pipeline, frame, model_name=model_name, lineage=lineage, holdout_metrics=metrics, project=project)
     if alias is not None:
         registry.move_alias(model_name, alias, version)
     return version
@@ -148,13 +151,19 @@ def frame_digest(frame: "pd.DataFrame") -> str:
     return hashlib.sha256(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes()).hexdigest()[:16]
 
 
-def _housing():
-    from mlops_assets.projects.housing.project import PROJECT
+def _seed(params: Any) -> int:
+    if isinstance(params, Mapping):
+        return int(params.get("random_state", DEFAULT_SEED))
+    return int(getattr(params, "random_state", DEFAULT_SEED))
 
-    return PROJECT
+
+def _declared() -> "ModelProject":
+    from serving.served_project import declared_project
+
+    return declared_project()
 
 
-def _code_version() -> str:
+def _code_version(project: "ModelProject") -> str:
     from mlops_assets.platform.code_version import project_code_version
 
-    return project_code_version(_housing())
+    return project_code_version(project)

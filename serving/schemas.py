@@ -1,75 +1,43 @@
-"""Request and response bodies of the serving API, as msgspec Structs.
+"""Response bodies of the serving API, as msgspec Structs, and the way a refused request names its field.
 
-The request record is generated from the housing domain module (`RAW_FEATURES`, `VALUE_RANGES`,
-`OCEAN_PROXIMITY_CATEGORIES`, `OPTIONAL_FEATURES`), so the API accepts exactly the rows the pipeline
-considers plausible and cannot drift from it. Bodies are decoded strictly: a number sent as a string,
-NaN or infinity, an unknown category or an unknown field is a 4xx naming the field, never a guess.
+Request records are generated per model from its project's domain (`serving.request_schema`).
 """
 
 import re
-from typing import Annotated, Any, Literal
+from typing import Any
 
 import msgspec
 
-from mlops_assets.projects.housing.domain import CATEGORY, OCEAN_PROXIMITY_CATEGORIES, OPTIONAL_FEATURES, RAW_FEATURES, VALUE_RANGES
-
-OceanProximity = Literal[OCEAN_PROXIMITY_CATEGORIES]  # type: ignore[valid-type]
-
-
-def _plausible_number(feature: str) -> Any:
-    low, high = VALUE_RANGES[feature]
-    # The bounds also keep out infinities; JSON itself has no NaN.
-    return Annotated[float, msgspec.Meta(ge=low, le=high, description=f"{feature}, {low} to {high}")]
-
-
-def _feature_field(feature: str) -> tuple:
-    if feature == CATEGORY:
-        return (feature, OceanProximity)
-    if feature in OPTIONAL_FEATURES:
-        return (feature, _plausible_number(feature) | None, None)
-    return (feature, _plausible_number(feature))
-
-
-def _record_type(name: str, *, forbid_unknown_fields: bool) -> type[msgspec.Struct]:
-    # Optional fields may come anywhere in RAW_FEATURES: keyword-only fields keep the declared order.
-    record = msgspec.defstruct(
-        name, [_feature_field(feature) for feature in RAW_FEATURES], kw_only=True, forbid_unknown_fields=forbid_unknown_fields
-    )
-    record.__doc__ = (
-        "One California block group, with the reference dataset's feature columns. "
-        f"`{'`, `'.join(sorted(OPTIONAL_FEATURES))}` may be null or left out."
-    )
-    return record
-
-
-# POST /predict: anything beyond the features is a client mistake worth reporting.
-HousingFeatures = _record_type("HousingFeatures", forbid_unknown_fields=True)
-# POST /invocations follows `mlflow models serve`, which ignores extra columns (often the target).
-InvocationRecord = _record_type("InvocationRecord", forbid_unknown_fields=False)
-
-
-def predict_request_type(max_batch_rows: int) -> Any:
-    """One record or a bounded, non-empty list of records."""
-    return HousingFeatures | Annotated[list[HousingFeatures], msgspec.Meta(min_length=1, max_length=max_batch_rows)]
-
 
 def feature_rows(records: list[msgspec.Struct]) -> list[tuple]:
-    """Records as tuples in RAW_FEATURES order (the Struct's field order), the batcher's input."""
+    """Records as tuples in the model's column order (the Struct's field order), the batcher's input."""
     astuple = msgspec.structs.astuple
     return [astuple(record) for record in records]
 
 
 class PredictionResponse(msgspec.Struct):
+    """A regressor's answer: a value per record."""
+
     request_id: str
     model_name: str
     model_version: str
     predictions: list[float]
 
 
-class InvocationsResponse(msgspec.Struct):
-    """The body `mlflow models serve` answers with."""
+class ClassificationResponse(msgspec.Struct):
+    """A classifier's answer: per record, the predicted label and the probability of every class."""
 
-    predictions: list[float]
+    request_id: str
+    model_name: str
+    model_version: str
+    predictions: list[str]
+    probabilities: list[dict[str, float]]
+
+
+class InvocationsResponse(msgspec.Struct):
+    """The body `mlflow models serve` answers with: pyfunc's predictions (values, or labels)."""
+
+    predictions: list[float | str]
 
 
 class FieldError(msgspec.Struct, omit_defaults=True):
@@ -115,6 +83,8 @@ class RefusedVersion(msgspec.Struct):
 
 
 class ModelState(msgspec.Struct):
+    project: str
+    task: str
     name: str
     alias: str
     version: str | None
@@ -137,7 +107,7 @@ class ReloadResponse(msgspec.Struct):
 class LoggedPrediction(msgspec.Struct):
     row_index: int
     features: dict[str, float | str | None]
-    prediction: float
+    prediction: float | str
 
 
 class PredictionLineage(msgspec.Struct):

@@ -1,16 +1,20 @@
 """The serving app's configuration, read from the environment on top of the platform's own settings.
 
-Registry, model name, alias and data root come from `mlops_assets.settings.Settings`, so the app serves
-exactly what the pipeline deploys. The rest tunes the server:
+Registry, alias and data root come from `mlops_assets.settings.Settings`, and the projects served from
+the platform's own list (`MLOPS_PROJECTS`, `MLOPS_EXTRA_PROJECTS`), so the app serves exactly what the
+pipeline deploys. The rest tunes the server:
+
+    MLOPS_SERVING_DEFAULT_MODEL            the project POST /predict and /invocations answer for (default
+                                           housing); every project also has /models/<project>/...
 
     MLOPS_SERVING_POLL_SECONDS             how often each worker re-reads the alias (default 30)
     MLOPS_ADMIN_TOKEN                      bearer token for POST /admin/reload; unset = endpoint off
     MLOPS_SERVING_MAX_BATCH_ROWS           most rows one request may carry (default 1000)
     MLOPS_SERVING_MAX_BODY_BYTES           largest request body accepted (default 1 MiB)
-    MLOPS_MODEL_NAME                       the registered model served (default housing_price, until the
-                                           app serves every project)
-    MLOPS_PREDICTION_LOG_DIR               where prediction logs live, one folder per model
-                                           (default <data_root>/prediction_log; this app's: .../<model name>)
+    MLOPS_MODEL_NAME                       the registered model served for the default project, when not
+                                           the one its project declares (tests, a model under trial)
+    MLOPS_PREDICTION_LOG_DIR               where prediction logs live, one folder per registered model
+                                           (default <data_root>/prediction_log; a model's: .../<model name>)
     MLOPS_PREDICTION_LOG_FLUSH_SECONDS     how long a prediction may wait in memory (default 1)
     MLOPS_PREDICTION_LOG_MAX_BYTES         disk budget of the log; oldest files go first (default 1 GiB)
     MLOPS_PREDICTION_LOG_MAX_PENDING_ROWS  memory budget; rows beyond it are dropped and counted (default 100,000)
@@ -28,15 +32,18 @@ from typing import TypeVar
 from mlops_assets.settings import Settings
 
 Number = TypeVar("Number", int, float)
-DEFAULT_MODEL_NAME = "housing_price"
+# The project today's clients of POST /predict and /invocations were written for.
+DEFAULT_PROJECT = "housing"
 
 
 @dataclass(frozen=True)
 class ServingSettings:
     tracking_uri: str
-    model_name: str
+    # The default project's registered model, when not the one the project declares; None: declared.
+    model_name: str | None
     model_alias: str
-    prediction_log_dir: Path
+    # The default model's log folder, when not <prediction_log_root>/<model name>; None: that one.
+    prediction_log_dir: Path | None
     poll_seconds: float = 30.0
     admin_token: str | None = None
     max_batch_rows: int = 1000
@@ -45,22 +52,35 @@ class ServingSettings:
     prediction_log_max_bytes: int = 1 << 30
     prediction_log_max_pending_rows: int = 100_000
     runtime_dir: Path | None = None
+    default_project: str = DEFAULT_PROJECT
+    # Every model's log folder is <root>/<registered model name>; None: the default model's folder's parent.
+    prediction_log_root: Path | None = None
 
     @property
     def model_uri(self) -> str:
-        return f"models:/{self.model_name}@{self.model_alias}"
+        """The default project's model, as far as known before the projects are read."""
+        return f"models:/{self.model_name or self.default_project}@{self.model_alias}"
+
+    def log_root(self) -> Path:
+        if self.prediction_log_root is not None:
+            return self.prediction_log_root
+        if self.prediction_log_dir is None:
+            raise ValueError("set prediction_log_root or prediction_log_dir")
+        return self.prediction_log_dir.parent
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> "ServingSettings":
         platform = Settings.from_env(dict(environ))
         runtime_dir = environ.get("MLOPS_SERVING_RUNTIME_DIR")
-        model_name = environ.get("MLOPS_MODEL_NAME") or DEFAULT_MODEL_NAME
+        model_name = environ.get("MLOPS_MODEL_NAME") or None
         return cls(
             tracking_uri=platform.mlflow_tracking_uri,
             model_name=model_name,
             model_alias=platform.model_alias,
-            # The drift monitoring of the model's project reads this folder.
-            prediction_log_dir=platform.prediction_log_dir / model_name,
+            # The drift monitoring of each project reads <root>/<its model name>.
+            prediction_log_dir=platform.prediction_log_dir / model_name if model_name else None,
+            prediction_log_root=platform.prediction_log_dir,
+            default_project=environ.get("MLOPS_SERVING_DEFAULT_MODEL") or DEFAULT_PROJECT,
             poll_seconds=_positive(environ, "MLOPS_SERVING_POLL_SECONDS", float, cls.poll_seconds),
             # An empty token must not open the admin endpoint to anyone sending an empty bearer.
             admin_token=environ.get("MLOPS_ADMIN_TOKEN") or None,
