@@ -34,7 +34,7 @@ from litestar.openapi import OpenAPIConfig  # noqa: E402
 from mlops_assets.settings import redacted  # noqa: E402
 from serving.metrics import Metrics, request_metrics_middleware  # noqa: E402
 from serving.model_holder import ReloadSignal  # noqa: E402
-from serving.routes import ServingState, build_routes  # noqa: E402
+from serving.routes import ServingState, route_dependencies, route_handlers  # noqa: E402
 from serving.served_models import ServedModels  # noqa: E402
 from serving.settings import ServingSettings  # noqa: E402
 
@@ -66,7 +66,8 @@ def create_app(settings: ServingSettings | None = None) -> Litestar:
             metrics.withdraw()
 
     app = Litestar(
-        route_handlers=build_routes(state),
+        route_handlers=route_handlers(state),
+        dependencies=route_dependencies(state),
         lifespan=[serve],
         middleware=[request_metrics_middleware(metrics)],
         openapi_config=OpenAPIConfig(
