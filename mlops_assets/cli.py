@@ -4,7 +4,10 @@ its processes share.
 `mlops-assets up` runs one in-process run of the job that materializes every project, says which
 version of each model holds the production alias, then keeps running what a user relies on: the
 Dagster webserver and daemon (schedules and sensors tick), the MLflow UI on the same tracking store,
-and the serving app. Ctrl-C stops all of them; if one dies, the rest are stopped and it exits 1.
+the serving app, and a warm Spark runtime that the runs they launch connect to instead of starting
+Spark each (`mlops_assets.platform.spark_connect`). Ctrl-C stops all of them; if one dies, the rest
+are stopped and it exits 1, except the warm Spark runtime, which is started again (runs start Spark
+themselves meanwhile). `mlops-assets dev` runs `dagster dev` beside the same warm runtime.
 
 Every process of the platform (this command, `dagster dev`, the daemon, the serving app) must agree on
 DAGSTER_HOME and MLFLOW_TRACKING_URI; this command fills them in from `Settings` before anything else
@@ -18,6 +21,8 @@ import sys
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from mlops_assets.platform import spark_connect
+from mlops_assets.platform.resources.spark import answers
 from mlops_assets.platform.services import Service, ServiceFailed, Supervisor
 from mlops_assets.settings import Settings, redacted
 
@@ -130,23 +135,48 @@ def _is_tracking_server(tracking_uri: str) -> bool:
     return urlsplit(tracking_uri).scheme in ("http", "https", "databricks")
 
 
+def warm_spark_services(settings: Settings, arguments: argparse.Namespace) -> tuple[list[Service], dict[str, str]]:
+    """The warm Spark runtime's service, and the environment that points the runs at it; none when
+    Spark is a cluster (MLOPS_SPARK_MASTER), the user runs one already (MLOPS_SPARK_WARM_RUNTIME), or
+    `--no-warm-spark` asks for Spark per run."""
+    if arguments.no_warm_spark or settings.spark_warm_runtime or not settings.spark_master.startswith("local"):
+        return [], {}
+    address = spark_connect.warm_runtime_address(arguments.spark_port)
+    service = Service(
+        "warm Spark",
+        spark_connect.server_command(settings, arguments.spark_port),
+        env=spark_connect.server_environment(),
+        cwd=REPOSITORY_ROOT,
+        url=address,
+        about="Spark Connect, for every run the daemon and the UI launch",
+        health_check=lambda: answers(address),
+        restart=True,
+    )
+    return [service], {spark_connect.VARIABLE: address}
+
+
 def platform_services(settings: Settings, arguments: argparse.Namespace, *, model_in_production: bool) -> list[Service]:
     bin_dir = Path(sys.executable).parent
     host, address = arguments.host, _browsable(arguments.host)
     dagster_url = f"http://{address}:{arguments.dagster_port}"
     serving_url = f"http://{address}:{arguments.port}"
+    warm_spark, runs_environment = warm_spark_services(settings, arguments)
     services = [
-        # The same DAGSTER_HOME (inherited) and workspace as `mlops-assets dev`.
+        *warm_spark,
+        # The same DAGSTER_HOME (inherited) and workspace as `mlops-assets dev`; the runs they launch
+        # inherit their environment.
         Service(
             "Dagster UI",
             [str(bin_dir / "dagster-webserver"), "-h", host, "-p", str(arguments.dagster_port), "-w", str(WORKSPACE)],
             health_url=f"{dagster_url}/server_info",
+            env=runs_environment,
             cwd=REPOSITORY_ROOT,
             url=dagster_url,
         ),
         Service(
             "Dagster daemon",
             [str(bin_dir / "dagster-daemon"), "run", "-w", str(WORKSPACE)],
+            env=runs_environment,
             cwd=REPOSITORY_ROOT,
             about="schedules and sensors",
         ),
@@ -190,15 +220,22 @@ def platform_services(settings: Settings, arguments: argparse.Namespace, *, mode
     return services
 
 
-def run_services(settings: Settings, arguments: argparse.Namespace, *, model_in_production: bool) -> int:
-    services = platform_services(settings, arguments, model_in_production=model_in_production)
+def dev_services(settings: Settings, arguments: argparse.Namespace) -> list[Service]:
+    warm_spark, runs_environment = warm_spark_services(settings, arguments)
+    dagster_dev = Service(
+        "dagster dev", [str(Path(sys.executable).parent / "dagster"), "dev", "-w", str(WORKSPACE)], env=runs_environment, cwd=REPOSITORY_ROOT
+    )
+    return [*warm_spark, dagster_dev]
+
+
+def run_services(settings: Settings, services: list[Service]) -> int:
     try:
         with Supervisor(
             services, log_dir=settings.state_dir / "logs", start_timeout=SERVICES_START_TIMEOUT_SECONDS
         ) as supervisor:
             return supervisor.run()
     except ServiceFailed as failure:
-        print(f"mlops-assets up: {failure}", file=sys.stderr, flush=True)
+        print(f"mlops-assets: {failure}", file=sys.stderr, flush=True)
         return 1
 
 
@@ -216,7 +253,7 @@ def up(settings: Settings, arguments: argparse.Namespace) -> int:
     if arguments.no_serve:
         return 0
     print(flush=True)
-    return run_services(settings, arguments, model_in_production=in_production > 0)
+    return run_services(settings, platform_services(settings, arguments, model_in_production=in_production > 0))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -233,7 +270,10 @@ def main(argv: list[str] | None = None) -> int:
     up_parser.add_argument("--port", type=int, default=8000, help="the serving app's port")
     up_parser.add_argument("--workers", type=int, default=2, help="serving worker processes (one per core)")
     commands.add_parser("env", help="print the shared environment as shell exports")
-    commands.add_parser("dev", help="start `dagster dev` (UI and daemon) on the shared environment")
+    dev_parser = commands.add_parser("dev", help="start `dagster dev` (UI and daemon) on the shared environment")
+    for command_parser in (up_parser, dev_parser):
+        command_parser.add_argument("--spark-port", type=int, default=spark_connect.DEFAULT_PORT, help="the warm Spark runtime's port")
+        command_parser.add_argument("--no-warm-spark", action="store_true", help="let every run start Spark itself")
     arguments = parser.parse_args(argv)
 
     settings = Settings.from_env()
@@ -246,8 +286,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"export {name}={shlex.quote(value)}")
         return 0
     if arguments.command == "dev":
-        os.chdir(REPOSITORY_ROOT)
-        os.execvp("dagster", ["dagster", "dev", "-w", str(WORKSPACE)])
+        return run_services(settings, dev_services(settings, arguments))
     return up(settings, arguments)
 
 

@@ -58,6 +58,8 @@ class Settings:
     data_root: Path
     spark_master: str
     spark_driver_memory: str
+    # A local Spark Connect server kept running between runs (`mlops-assets up`, `dev`); None: Spark per run.
+    spark_warm_runtime: str | None
     model_alias: str
     # Automation: the daily refresh, new-data drops, drift, alerts, approval and the deployment ledger.
     schedule_cron: str
@@ -108,6 +110,7 @@ class Settings:
             data_root=data_root,
             spark_master=environ.get("MLOPS_SPARK_MASTER", "local[*]"),
             spark_driver_memory=environ.get("MLOPS_SPARK_DRIVER_MEMORY", "4g"),
+            spark_warm_runtime=environ.get("MLOPS_SPARK_WARM_RUNTIME", "").strip() or None,
             model_alias=environ.get("MLOPS_MODEL_ALIAS", PRODUCTION_ALIAS),
             schedule_cron=environ.get("MLOPS_SCHEDULE_CRON", SCHEDULE_CRON),
             schedule_timezone=environ.get("MLOPS_SCHEDULE_TIMEZONE", SCHEDULE_TIMEZONE),

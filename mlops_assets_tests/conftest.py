@@ -138,6 +138,20 @@ def make_platform(tmp_path_factory: pytest.TempPathFactory, reference_csv: Path)
         instance.dispose()
 
 
+CLASSIFIERS = ("churn", "iris")
+
+
+@pytest.fixture(scope="session")
+def deployed_classifiers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Platform, dict[str, ExecuteInProcessResult]]]:
+    """Each classifier materialized once on one platform; the tests that use it build on that state."""
+    state_dir = tmp_path_factory.mktemp("classifiers")
+    instance = instance_under(state_dir / "dagster_home")
+    platform = Platform(settings_under(state_dir), instance)
+    results = {project: platform.materialize(project=project) for project in CLASSIFIERS}
+    yield platform, results
+    instance.dispose()
+
+
 CHECKED_ASSETS = ("raw", "cleaned", "features", "trained_model", "model_evaluation")
 
 

@@ -7,33 +7,24 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from mlops_assets_tests.conftest import (
+    CLASSIFIERS,
     PROJECTS,
     REFERENCE_DATA_DIR,
-    Platform,
     asset_metadata,
     certified_versions,
     check_results,
-    instance_under,
     materialized,
-    settings_under,
 )
 from mlops_assets_tests.projects.bad_batches import BAD_BATCHES, write_bad_batch
 
-CLASSIFIERS = ("churn", "iris")
 # project -> (the primary holdout metric, the least it must reach on the reference data)
 QUALITY_BARS = {"churn": ("roc_auc", 0.84), "iris": ("accuracy", 0.93)}
 FLOW = ("raw", "cleaned", "features", "trained_model", "model_evaluation", "deployed_model")
 
 
-@pytest.fixture(scope="module")
-def deployed(tmp_path_factory: pytest.TempPathFactory):
-    """Each classifier materialized once on one platform; the tests below build on that state."""
-    state_dir = tmp_path_factory.mktemp("classifiers")
-    instance = instance_under(state_dir / "dagster_home")
-    platform = Platform(settings_under(state_dir), instance)
-    results = {project: platform.materialize(project=project) for project in CLASSIFIERS}
-    yield platform, results
-    instance.dispose()
+@pytest.fixture
+def deployed(deployed_classifiers):
+    return deployed_classifiers
 
 
 @pytest.mark.parametrize("project", CLASSIFIERS)

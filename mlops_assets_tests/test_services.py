@@ -1,8 +1,9 @@
-"""`mlops-assets up` as a user runs it, on a state folder that holds no model yet: the Dagster UI, the
-Dagster daemon, the MLflow UI and the serving app come up and answer over real sockets, serving says it
-waits for a production model instead of blocking the rest, and Ctrl-C stops every one of them and
-everything they spawned. Before it, the supervisor on small real processes: one dying stops the rest,
-and a process group that ignores SIGTERM is killed."""
+"""`mlops-assets up` as a user runs it, on a state folder that holds no model yet: the warm Spark
+runtime, the Dagster UI, the Dagster daemon, the MLflow UI and the serving app come up and answer over
+real sockets, serving says it waits for a production model instead of blocking the rest, and Ctrl-C
+stops every one of them and everything they spawned. Before it, the supervisor on small real
+processes: one dying stops the rest, one marked for restart is started again, and a process group
+that ignores SIGTERM is killed."""
 
 import json
 import os
@@ -98,7 +99,7 @@ def processes_with_environment(variable: str) -> dict[int, str]:
 @pytest.fixture
 def platform_up(tmp_path: Path) -> Iterator[RunningUp]:
     state_dir = tmp_path / "state"
-    ports = {"dagster": free_port(), "mlflow": free_port(), "serving": free_port()}
+    ports = {"dagster": free_port(), "mlflow": free_port(), "serving": free_port(), "spark": free_port()}
     environment = {
         **{key: value for key, value in os.environ.items() if not key.startswith(("MLFLOW_", "MLOPS_", "DAGSTER_"))},
         "MLOPS_STATE_DIR": str(state_dir),
@@ -107,7 +108,7 @@ def platform_up(tmp_path: Path) -> Iterator[RunningUp]:
     command = [
         sys.executable, "-m", "mlops_assets.cli", "up", "--no-materialize", "--host", "127.0.0.1",
         "--dagster-port", str(ports["dagster"]), "--mlflow-port", str(ports["mlflow"]),
-        "--port", str(ports["serving"]), "--workers", "1",
+        "--port", str(ports["serving"]), "--workers", "1", "--spark-port", str(ports["spark"]),
     ]  # fmt: skip
     process = subprocess.Popen(
         command,
@@ -210,6 +211,33 @@ time.sleep(2)
             os.kill(pid, signal.SIGKILL)
 
 
+def test_a_service_marked_for_restart_is_started_again_and_the_others_keep_running(tmp_path: Path):
+    port, marker, said = free_port(), f"restarts-{tmp_path.name}", []
+    starts = tmp_path / "starts"
+    # Dies a second after its first start; runs on after the second.
+    dies_once = f"""
+import pathlib, sys, time
+starts = pathlib.Path({str(starts)!r})
+starts.write_text(starts.read_text() + "started\\n" if starts.exists() else "started\\n")
+time.sleep(1 if starts.read_text().count("started") == 1 else 600)
+sys.exit(3)
+"""
+    flaky = Service("flaky", [sys.executable, "-c", dies_once], env={"SERVICES_TEST_MARKER": marker}, restart=True)
+    ctrl_c = threading.Timer(6, os.kill, (os.getpid(), signal.SIGINT))
+    try:
+        with Supervisor([http_server(port, marker), flaky], log_dir=tmp_path / "logs", say=said.append) as supervisor:
+            ctrl_c.start()
+            assert supervisor.run() == 0
+        assert "flaky exited with code 3" in "\n".join(said) and "starting flaky again" in said, said
+        assert starts.read_text().count("started") == 2
+        assert said[-1] == "stopped", said
+        assert processes_with_environment(f"SERVICES_TEST_MARKER={marker}") == {}
+    finally:
+        ctrl_c.cancel()
+        for pid in processes_with_environment(f"SERVICES_TEST_MARKER={marker}"):
+            os.kill(pid, signal.SIGKILL)
+
+
 # A service that ignores SIGTERM and leaves a child behind that ignores it too.
 STUBBORN = """
 import signal, subprocess, sys, time
@@ -247,7 +275,9 @@ def test_up_runs_every_service_until_ctrl_c_stops_them_all(platform_up: RunningU
     dagster_url = up.wait_for_line(r"^Dagster UI: (http://\S+)").group(1)
     mlflow_url = up.wait_for_line(r"^MLflow UI: (http://\S+)").group(1)
     serving_url = up.wait_for_line(r"^serving: (http://\S+) .*waits for a production model").group(1)
+    warm_spark = up.wait_for_line(r"^warm Spark: (sc://\S+)").group(1)
     up.wait_for_line(r"^everything is up")
+    assert warm_spark == f"sc://127.0.0.1:{up.ports['spark']}"
     assert (dagster_url, mlflow_url, serving_url) == tuple(
         f"http://127.0.0.1:{up.ports[name]}" for name in ("dagster", "mlflow", "serving")
     )

@@ -24,6 +24,8 @@ from types import FrameType, TracebackType
 from urllib.parse import urlsplit
 
 LOG_TAIL_LINES = 20
+# A service restarted this often within a minute is given up on: it cannot start, restarting will not help.
+MAX_RESTARTS_PER_MINUTE = 3
 # SIGHUP too: the services, in sessions of their own, would outlive a closed terminal.
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
@@ -44,6 +46,10 @@ class Service:
     # never waited for: it may depend on something that does not exist yet.
     ready_url: str | None = None
     waiting_note: str = ""
+    # For a service that speaks no HTTP: true once it is up (and, before it starts, when its address is taken).
+    health_check: Callable[[], bool] | None = None
+    # Started again when it exits, instead of stopping everything: others can do without it meanwhile.
+    restart: bool = False
 
 
 class ServiceFailed(Exception):
@@ -119,6 +125,7 @@ class _Running:
     up: bool = False
     ready: bool = False
     next_ready_probe: float = 0.0
+    restarts: list[float] = field(default_factory=list)
 
     @property
     def group_id(self) -> int:
@@ -240,12 +247,15 @@ class Supervisor:
             if service.health_url and _someone_listens(service.health_url):
                 address = urlsplit(service.health_url).netloc
                 raise ServiceFailed(f"{address}, where {service.name} should listen, is taken by another process")
+            if service.health_check is not None and service.health_check():
+                raise ServiceFailed(f"the address where {service.name} should listen is taken by another process")
 
-    def _start(self, service: Service) -> _Running:
+    def _start(self, service: Service, *, again: bool = False) -> _Running:
         log_path = self.log_dir / f"{re.sub(r'[^a-z0-9]+', '-', service.name.lower()).strip('-')}.log"
         # Unbuffered, so that the end of a log holds a service's last words when it dies.
         environment = {**os.environ, "PYTHONUNBUFFERED": "1", **service.env}
-        with log_path.open("wb") as log:
+        # A restarted service adds to its log: the end of the previous one says why it died.
+        with log_path.open("ab" if again else "wb") as log:
             try:
                 process = subprocess.Popen(
                     list(service.argv),
@@ -261,16 +271,32 @@ class Supervisor:
         return _Running(service, process, log_path)
 
     def _fail_on_exited_service(self) -> None:
-        for running in self._running:
+        for index, running in enumerate(self._running):
             code = running.process.poll()
             if code is not None:
                 how = f"was killed by {signal.Signals(-code).name}" if code < 0 else f"exited with code {code}"
                 self.say(f"{running.service.name} {how}; the end of {running.log_path}:\n{_log_tail(running.log_path)}")
+                if running.service.restart and self._may_restart(running):
+                    self._running[index] = self._restart(running)
+                    continue
                 raise ServiceFailed(f"{running.service.name} {how}")
+
+    def _may_restart(self, running: _Running) -> bool:
+        now = time.monotonic()
+        return len([moment for moment in running.restarts if now - moment < 60]) < MAX_RESTARTS_PER_MINUTE
+
+    def _restart(self, running: _Running) -> _Running:
+        running.signal_group(signal.SIGKILL)  # whatever the dead leader left behind
+        self.say(f"starting {running.service.name} again")
+        restarted = self._start(running.service, again=True)
+        restarted.restarts = [*running.restarts, time.monotonic()]
+        return restarted
 
     def _probe_health(self, running: _Running) -> None:
         service = running.service
         if service.health_url is not None and not answers_ok(service.health_url):
+            return
+        if service.health_check is not None and not service.health_check():
             return
         running.up = True
         where = service.url or f"running, pid {running.process.pid}"
