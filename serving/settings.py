@@ -59,7 +59,9 @@ class ServingSettings:
     @property
     def model_uri(self) -> str:
         """The default project's model, as far as known before the projects are read."""
-        return f"models:/{self.model_name or self.default_project}@{self.model_alias}"
+        if self.model_name is None:
+            return f"the {self.default_project} project's model @{self.model_alias}"
+        return f"models:/{self.model_name}@{self.model_alias}"
 
     def log_root(self) -> Path:
         if self.prediction_log_root is not None:
