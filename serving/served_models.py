@@ -59,6 +59,12 @@ class ServedModels:
     def __getitem__(self, project: str) -> ModelServing | None:
         return self.by_project.get(project)
 
+    def find(self, name: str) -> ModelServing | None:
+        """A project's serving by the project's name or by its registered model's."""
+        if (serving := self.by_project.get(name)) is not None:
+            return serving
+        return next((serving for serving in self.by_project.values() if serving.project.model_name == name), None)
+
     @property
     def loaded(self) -> bool:
         return self.default is not None

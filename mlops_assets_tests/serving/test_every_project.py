@@ -232,3 +232,84 @@ def test_a_bad_record_is_a_422_naming_the_field_and_the_reason(iris_in_productio
     body = response.json()
     assert body["errors"][0]["field"] == field and field in body["detail"]
     assert reason in body["errors"][0]["reason"], body
+
+
+# --- the Open Inference Protocol, through a real client of it ---------------------------------------
+
+
+def triton_inputs(frame: pd.DataFrame, project: str, *, binary: bool) -> list:
+    import tritonclient.http as triton
+
+    domain = PROJECTS[project].domain
+    inputs = []
+    for name in domain.raw_features:
+        categorical = name in domain.categorical_features
+        values = frame[name].to_numpy(dtype=object if categorical else np.float64)
+        tensor = triton.InferInput(name, [len(values)], "BYTES" if categorical else "FP64")
+        tensor.set_data_from_numpy(values, binary_data=binary)
+        inputs.append(tensor)
+    return inputs
+
+
+@pytest.fixture(scope="module")
+def triton_client(iris_in_production):
+    import tritonclient.http as triton
+
+    client = triton.InferenceServerClient(url=iris_in_production.base.removeprefix("http://"), network_timeout=30)
+    yield client
+    client.close()
+
+
+def test_the_open_inference_protocol_tells_health_readiness_and_typed_metadata(triton_client) -> None:
+    churn = triton_client.get_model_metadata("churn")
+    iris = triton_client.get_model_metadata(PROJECTS["iris"].model_name)  # the registered model's name works too
+
+    assert triton_client.is_server_live() and triton_client.is_server_ready()
+    assert all(triton_client.is_model_ready(name) for name in ("housing", "churn", "iris"))
+    assert not triton_client.is_model_ready("wine")
+    inputs = {tensor["name"]: tensor["datatype"] for tensor in churn["inputs"]}
+    assert inputs["Contract"] == "BYTES" and inputs["tenure"] == "FP64" and set(inputs) == set(PROJECTS["churn"].domain.raw_features)
+    assert {tensor["name"]: tensor["datatype"] for tensor in churn["outputs"]} == {"predictions": "BYTES", "probabilities": "FP64"}
+    assert iris["name"] == "iris" and iris["versions"] == ["1"] and iris["parameters"]["classes"] == list(PROJECTS["iris"].domain.target_classes)
+
+
+@pytest.mark.parametrize(("project", "binary"), [("churn", True), ("iris", False)], ids=["churn-binary-tensors", "iris-json-tensors"])
+def test_a_triton_client_infers_labels_and_probabilities_equal_to_pyfunc(iris_in_production, triton_client, project, binary) -> None:
+    import tritonclient.http as triton
+
+    served = iris_in_production
+    rows = served.frames[project].sample(25, random_state=11)
+    features = rows[list(PROJECTS[project].domain.raw_features)]
+    pyfunc_model = served.pyfunc(project)
+    outputs = [triton.InferRequestedOutput(name, binary_data=binary) for name in ("predictions", "probabilities")]
+
+    result = triton_client.infer(project, triton_inputs(rows, project, binary=binary), outputs=outputs)
+
+    labels = [label.decode() if isinstance(label, bytes) else label for label in result.as_numpy("predictions")]
+    assert labels == [str(label) for label in pyfunc_model.predict(features)]
+    np.testing.assert_array_equal(result.as_numpy("probabilities"), pyfunc_model.get_raw_model().predict_proba(features))
+    answer = result.get_response()
+    assert (answer["model_name"], answer["model_version"]) == (project, "1")
+    assert answer["parameters"]["registered_model"] == PROJECTS[project].model_name and answer["parameters"]["request_id"]
+
+
+def test_a_triton_client_infers_housing_values_as_predict_does(iris_in_production, triton_client, registry) -> None:
+    served = iris_in_production
+    rows = registry.frame.dropna().sample(10, random_state=5)
+
+    result = triton_client.infer("housing", triton_inputs(rows, "housing", binary=True))  # outputs in binary by default
+
+    expected = served.post("/models/housing/predict", records_of(rows, "housing")).json()["predictions"]
+    assert result.as_numpy("predictions").tolist() == expected
+
+
+def test_a_bad_tensor_is_a_400_naming_the_input(iris_in_production, triton_client) -> None:
+    from tritonclient.utils import InferenceServerException
+
+    rows = iris_in_production.frames["iris"].head(3).assign(petal_width=[0.2, 12.0, 0.2])
+
+    with pytest.raises(InferenceServerException) as refused:
+        triton_client.infer("iris", triton_inputs(rows, "iris", binary=False))
+
+    assert refused.value.status() == "400"
+    assert "petal_width" in refused.value.message() and "row 1" in refused.value.message() and "<= 4.0" in refused.value.message()

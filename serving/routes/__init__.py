@@ -4,6 +4,7 @@
     models.py        GET /health, /ready, /ping, /version, /model, /models, /models/{project}
     lineage.py       GET /predictions/{request_id}
     monitoring.py    GET /metrics
+    open_inference.py  the Open Inference Protocol (V2): /v2/health/..., /v2/models/{name}[/ready|/infer]
     admin.py         POST /admin/reload (only with MLOPS_ADMIN_TOKEN)
 """
 
@@ -14,12 +15,19 @@ from serving.routes.admin import AdminController
 from serving.routes.lineage import LineageController
 from serving.routes.models import ModelController
 from serving.routes.monitoring import prometheus_metrics
+from serving.routes.open_inference import OpenInferenceController
 from serving.routes.predictions import PredictionController, Predictions
 from serving.routes.state import ServingState, dependencies
 
 
 def route_handlers(state: ServingState) -> list[ControllerRouterHandler]:
-    handlers: list[ControllerRouterHandler] = [PredictionController, ModelController, LineageController, prometheus_metrics]
+    handlers: list[ControllerRouterHandler] = [
+        PredictionController,
+        OpenInferenceController,
+        ModelController,
+        LineageController,
+        prometheus_metrics,
+    ]
     if state.settings.admin_token is not None:  # no token configured: the route does not exist (404)
         handlers.append(AdminController)
     return handlers
