@@ -4,7 +4,6 @@ Request records are generated per model from its project's domain (`serving.requ
 """
 
 import re
-from typing import Any
 
 import msgspec
 
@@ -124,7 +123,7 @@ _NAMED_FIELD = re.compile(r"field `(?P<field>[^`]+)`")
 
 
 def field_error(error: msgspec.ValidationError) -> FieldError:
-    """msgspec's "Expected `float` <= 30.0 - at `$[2].median_income`" as field, location and reason."""
+    """msgspec's "Expected `float` <= 30.0 - at `$[2].income`" as field, location and reason."""
     match = _ERROR_LOCATION.match(str(error))
     assert match is not None  # the pattern matches any string
     reason, location = match["reason"], match["location"] or "$"

@@ -9,8 +9,8 @@ from litestar.handlers.base import BaseRouteHandler
 from litestar.openapi.datastructures import ResponseSpec
 
 from serving.model_holder import Outcome
-from serving.schemas import ErrorResponse, ReloadResponse
 from serving.routes.state import ServingState
+from serving.schemas import ErrorResponse, ReloadResponse
 from serving.served_models import ServedModels
 from serving.settings import ServingSettings
 
