@@ -78,6 +78,7 @@ class InvocationParser:
 
     def __init__(self, project: ServedProject, max_rows: int) -> None:
         self._record = project.invocation_record
+        self._columns = project.layout.features
         self._optional = project.layout.optional
         self._max_rows = max_rows
         self._envelope_decoder = msgspec.json.Decoder(_envelope_of(project.invocation_record), strict=False)
@@ -111,7 +112,7 @@ class InvocationParser:
         try:
             envelope = self._envelope_decoder.decode(body)
         except msgspec.ValidationError as error:
-            problem = field_error(error)
+            problem = field_error(error, self._columns)
             if problem.location == "$":
                 raise ProtocolError(400, "BAD_REQUEST", _format_message(), problem) from None
             raise ProtocolError(400, "BAD_REQUEST", f"Invalid input: {problem.reason} (at {problem.location})", problem) from None
@@ -140,7 +141,7 @@ class InvocationParser:
             # Not strict: like MLflow's schema enforcement, accept "880" for a double column.
             return msgspec.convert(records, list[self._record], strict=False)  # type: ignore[name-defined]
         except msgspec.ValidationError as error:
-            problem = field_error(error)
+            problem = field_error(error, self._columns)
             problem = FieldError(reason=problem.reason, location=location + problem.location[1:], field=problem.field)
             raise ProtocolError(400, "BAD_REQUEST", f"Invalid input: {problem.reason} (at {problem.location})", problem) from None
 

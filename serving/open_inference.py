@@ -143,7 +143,7 @@ def parse(body: bytes, header_length: str | None, project: ServedProject, max_ro
     try:
         validated = msgspec.convert(records, list[project.invocation_record])  # type: ignore[name-defined]
     except msgspec.ValidationError as error:
-        problem = field_error(error)
+        problem = field_error(error, project.layout.features)
         row = problem.location.split("]", 1)[0].removeprefix("$[")
         raise InferenceError(f"input `{problem.field}`, row {row}: {problem.reason}") from None
     return ParsedInference(request, [msgspec.structs.astuple(record) for record in validated])

@@ -4,6 +4,7 @@ Request records are generated per model from its project's domain (`serving.requ
 """
 
 import re
+from collections.abc import Iterable
 
 import msgspec
 
@@ -122,12 +123,15 @@ _ERROR_LOCATION = re.compile(r"^(?P<reason>.*?)(?: - at `(?P<location>[^`]*)`)?$
 _NAMED_FIELD = re.compile(r"field `(?P<field>[^`]+)`")
 
 
-def field_error(error: msgspec.ValidationError) -> FieldError:
-    """msgspec's "Expected `float` <= 30.0 - at `$[2].income`" as field, location and reason."""
+def field_error(error: msgspec.ValidationError, columns: Iterable[str] = ()) -> FieldError:
+    """msgspec's "Expected `float` <= 30.0 - at `$[2].income`" as field, location and reason. msgspec does
+    not quote keys, so a column whose name holds a dot is recognised among `columns`."""
     match = _ERROR_LOCATION.match(str(error))
     assert match is not None  # the pattern matches any string
     reason, location = match["reason"], match["location"] or "$"
     if named := _NAMED_FIELD.search(reason):  # missing or unknown fields name themselves in the reason
         return FieldError(reason=reason, location=f"{location}.{named['field']}", field=named["field"])
+    if column := next((name for name in columns if location.endswith(f".{name}")), None):
+        return FieldError(reason=reason, location=location, field=column)
     last = location.rsplit(".", 1)[-1] if "." in location else None
     return FieldError(reason=reason, location=location, field=last.split("[", 1)[0] if last else None)

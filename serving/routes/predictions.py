@@ -67,7 +67,7 @@ class Predictions:
         try:
             parsed = serving.decode_predict(await read_body(request, self._settings.max_body_bytes))
         except msgspec.ValidationError as error:
-            problem = field_error(error)
+            problem = field_error(error, serving.project.layout.features)
             subject = f"`{problem.field}`" if problem.field else "request body" if problem.location == "$" else problem.location
             return json_bytes(ErrorResponse(422, f"Invalid {subject}: {problem.reason}", [problem]), 422)
         except msgspec.DecodeError as error:
