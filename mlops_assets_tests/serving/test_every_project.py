@@ -313,3 +313,17 @@ def test_a_bad_tensor_is_a_400_naming_the_input(iris_in_production, triton_clien
 
     assert refused.value.status() == "400"
     assert "petal_width" in refused.value.message() and "row 1" in refused.value.message() and "<= 4.0" in refused.value.message()
+
+
+def test_the_openapi_document_describes_every_project_record_and_the_v2_routes(every_project) -> None:
+    document = httpx.get(f"{every_project.base}/schema/openapi.json", timeout=30).json()
+
+    body = document["paths"]["/models/{project}/predict"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    records = {option["title"]: option for option in body["anyOf"]}
+    assert set(records) == {"housing", "churn", "iris"}
+    churn = next(option for option in records["churn"]["anyOf"] if option.get("type") == "object")
+    assert churn["properties"]["Contract"]["enum"] == list(PROJECTS["churn"].domain.categories["Contract"])
+    assert churn["properties"]["tenure"]["maximum"] == PROJECTS["churn"].domain.value_ranges["tenure"][1]
+    assert {"/v2/health/live", "/v2/health/ready", "/v2/models/{name}", "/v2/models/{name}/ready", "/v2/models/{name}/infer"} <= set(
+        document["paths"]
+    )
