@@ -2,6 +2,8 @@
 all under pytest's temporary folders."""
 
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -49,6 +51,27 @@ def settings_under(state_dir: Path, source: Path | None = None) -> Settings:
 
 def with_source(settings: Settings, project: str, source: Path) -> Settings:
     return replace(settings, source_variables={**settings.source_variables, f"MLOPS_{project.upper()}_SOURCE": str(source)})
+
+
+def materialize_in_a_process(state_dir: Path, selection: list[str], environment: dict[str, str]) -> str:
+    """`dagster asset materialize` in a process of its own, as the daemon launches a run, on a fresh
+    DAGSTER_HOME under `state_dir` and the reference data, with `environment` added; returns its log."""
+    dagster_home = state_dir / "dagster_home"
+    dagster_home.mkdir(parents=True)
+    (dagster_home / "dagster.yaml").symlink_to(REPOSITORY_ROOT / "dagster.yaml")
+    run_environment = {
+        **{key: value for key, value in os.environ.items() if not key.startswith(("MLFLOW_", "MLOPS_", "DAGSTER_"))},
+        "DAGSTER_HOME": str(dagster_home),
+        "MLOPS_STATE_DIR": str(state_dir),
+        "MLOPS_DATA_DIR": str(REFERENCE_DATA_DIR),
+        "SPARK_LOCAL_IP": "127.0.0.1",
+        **environment,
+    }
+    command = [str(Path(sys.executable).parent / "dagster"), "asset", "materialize", "-m", "mlops_assets.definitions",
+               "--select", ",".join(selection)]  # fmt: skip
+    completed = subprocess.run(command, cwd=REPOSITORY_ROOT, env=run_environment, capture_output=True, text=True, timeout=600)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    return completed.stderr
 
 
 def step_config(asset: str, config: dict) -> dict:

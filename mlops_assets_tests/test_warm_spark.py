@@ -6,7 +6,6 @@ import dataclasses
 import os
 import signal
 import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +18,7 @@ from mlops_assets.platform.resources.spark import answers
 from mlops_assets.platform.resources.versioned_store import VersionedStore
 from mlops_assets.platform.spark_connect import server_command, server_environment, warm_runtime_address
 from mlops_assets.settings import Settings
-from mlops_assets_tests.conftest import REFERENCE_DATA_DIR, REPOSITORY_ROOT, Platform
+from mlops_assets_tests.conftest import REPOSITORY_ROOT, Platform, materialize_in_a_process
 from mlops_assets_tests.processes import free_port, start, stop, wait_until
 
 DATA_ASSETS = ["iris/raw", "iris/cleaned", "iris/features"]
@@ -47,25 +46,6 @@ def warm_runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WarmRunti
         stop(server)
 
 
-def materialize_in_a_run_process(state_dir: Path, warm_runtime: str) -> str:
-    """`dagster asset materialize`, a run process as the daemon launches one, pointed at the warm runtime."""
-    dagster_home = state_dir / "dagster_home"
-    dagster_home.mkdir(parents=True)
-    (dagster_home / "dagster.yaml").symlink_to(REPOSITORY_ROOT / "dagster.yaml")
-    environment = {
-        **{key: value for key, value in os.environ.items() if not key.startswith(("MLFLOW_", "MLOPS_", "DAGSTER_"))},
-        "DAGSTER_HOME": str(dagster_home),
-        "MLOPS_STATE_DIR": str(state_dir),
-        "MLOPS_DATA_DIR": str(REFERENCE_DATA_DIR),
-        "MLOPS_SPARK_WARM_RUNTIME": warm_runtime,
-    }
-    command = [str(Path(sys.executable).parent / "dagster"), "asset", "materialize", "-m", "mlops_assets.definitions",
-               "--select", ",".join(DATA_ASSETS)]  # fmt: skip
-    completed = subprocess.run(command, cwd=REPOSITORY_ROOT, env=environment, capture_output=True, text=True, timeout=600)
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    return completed.stderr
-
-
 def content(data_root: Path, asset: str) -> pd.DataFrame:
     """The rows of the asset's newest certified version, in a canonical order."""
     version = VersionedStore(root=str(data_root)).latest_certified(AssetKey.from_user_string(asset))
@@ -75,7 +55,7 @@ def content(data_root: Path, asset: str) -> pd.DataFrame:
 
 
 def test_a_run_on_the_warm_runtime_writes_what_a_run_with_its_own_spark_writes(warm_runtime, deployed_classifiers, tmp_path):
-    log = materialize_in_a_run_process(tmp_path / "warm", warm_runtime.address)
+    log = materialize_in_a_process(tmp_path / "warm", DATA_ASSETS, {"MLOPS_SPARK_WARM_RUNTIME": warm_runtime.address})
     assert f"Spark: the warm runtime at {warm_runtime.address}" in log
 
     in_process, results = deployed_classifiers  # iris, materialized by the test session's own Spark

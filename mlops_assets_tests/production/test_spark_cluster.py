@@ -1,37 +1,18 @@
 """The data assets on a real Spark standalone cluster give exactly what `local[*]` gives."""
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 from dagster import AssetKey
 
 from mlops_assets.platform.resources.versioned_store import VersionedStore
-from mlops_assets_tests.conftest import REPOSITORY_ROOT
+from mlops_assets_tests.conftest import materialize_in_a_process
 
 DATA_ASSETS = ["housing/raw", "housing/cleaned", "housing/features"]
 
 
 def materialize_data_assets(state_dir: Path, source: Path, spark_master: str) -> Path:
     """A separate process: a SparkSession's master is fixed for the life of its process."""
-    dagster_home = state_dir / "dagster_home"
-    dagster_home.mkdir(parents=True)
-    (dagster_home / "dagster.yaml").symlink_to(REPOSITORY_ROOT / "dagster.yaml")
-    env = {
-        **os.environ,
-        "DAGSTER_HOME": str(dagster_home),
-        "MLOPS_STATE_DIR": str(state_dir),
-        "MLOPS_DATA_SOURCE": str(source),
-        "MLOPS_SPARK_MASTER": spark_master,
-        "SPARK_LOCAL_IP": "127.0.0.1",
-    }
-    completed = subprocess.run(
-        [str(Path(sys.executable).parent / "dagster"), "asset", "materialize", "-m", "mlops_assets.definitions",
-         "--select", ",".join(DATA_ASSETS)],
-        cwd=REPOSITORY_ROOT, env=env, capture_output=True, text=True, timeout=600,
-    )
-    assert completed.returncode == 0, completed.stderr[-3000:]
+    materialize_in_a_process(state_dir, DATA_ASSETS, {"MLOPS_DATA_SOURCE": str(source), "MLOPS_SPARK_MASTER": spark_master})
     return state_dir / "data"
 
 
