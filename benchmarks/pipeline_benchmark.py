@@ -128,18 +128,22 @@ def benchmark(project_name: str, data_dir: Path, rounds: int, warm: bool) -> Non
             if seconds:
                 print(f"{f'{name}, round {index + 1}':<44}{seconds[index]:>14.1f}")
     median = {name: statistics.median(seconds) for name, seconds in times.items() if seconds}
-    ratio = median["orchestrated"] / median["bare"]
-    print(f"orchestrated / bare (medians): {median['orchestrated']:.1f} s / {median['bare']:.1f} s = {ratio:.2f}x")
+    # Judged against the bare script on the same Spark: its own JVM each, or the same warm runtime.
+    ratios = {"own Spark": median["orchestrated"] / median["bare"]}
+    print(f"orchestrated / bare, each starting Spark (medians): {median['orchestrated']:.1f} s / {median['bare']:.1f} s = {ratios['own Spark']:.2f}x")
     if warm:
-        warm_ratio = median["orchestrated, warm Spark"] / median["bare"]
-        print(f"orchestrated on the warm runtime / bare: {median['orchestrated, warm Spark']:.1f} s / {median['bare']:.1f} s = {warm_ratio:.2f}x"
-              f" (bare on the warm runtime too: {median['bare, warm Spark']:.1f} s,"
-              f" {median['orchestrated, warm Spark'] / median['bare, warm Spark']:.2f}x)")  # fmt: skip
-        ratio = min(ratio, warm_ratio)
+        ratios["warm Spark"] = median["orchestrated, warm Spark"] / median["bare, warm Spark"]
+        print(f"orchestrated / bare, both on the warm runtime: {median['orchestrated, warm Spark']:.1f} s / "
+              f"{median['bare, warm Spark']:.1f} s = {ratios['warm Spark']:.2f}x; the warm orchestrated run against the bare "
+              f"script starting Spark: {median['orchestrated, warm Spark'] / median['bare']:.2f}x")  # fmt: skip
     print(f"bare {metric}: {quality:,.4g}; largest child process peak RSS: {peak_rss_mib:,.0f} MiB")
-    fastest = median.get("orchestrated, warm Spark", median["orchestrated"])
-    print(f"targets: ratio <= {TARGET_RATIO} ({'met' if ratio <= TARGET_RATIO else 'MISSED'}), "
-          f"warm refresh <= {TARGET_WARM_SECONDS:.0f} s ({'met' if fastest <= TARGET_WARM_SECONDS else 'MISSED'})")
+    verdicts = ", ".join(f"{name} {ratio:.2f}x {'met' if ratio <= TARGET_RATIO else 'MISSED'}" for name, ratio in ratios.items())
+    print(f"targets: orchestrated / bare <= {TARGET_RATIO} ({verdicts})", end="")
+    if warm:
+        refresh = median["orchestrated, warm Spark"]
+        print(f"; warm refresh <= {TARGET_WARM_SECONDS:.0f} s ({refresh:.1f} s, {'met' if refresh <= TARGET_WARM_SECONDS else 'MISSED'})")
+    else:
+        print()
 
 
 def main() -> None:
