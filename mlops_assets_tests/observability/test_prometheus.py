@@ -14,10 +14,8 @@ blocking check. promtool checks the committed files and the app's exposition.
 import contextlib
 import dataclasses
 import json
-import os
 import re
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -37,7 +35,14 @@ from mlops_assets.platform import pipeline_metrics
 from mlops_assets.projects.housing.model import Hyperparameters
 from mlops_assets_tests.conftest import PROJECTS, REPOSITORY_ROOT, Platform, check_results, instance_under, settings_under
 from mlops_assets_tests.processes import free_port, start, stop
-from mlops_assets_tests.serving.conftest import ALIAS, SEED_RECORD, _corrupt_copy, reference_frame, wait_for  # noqa: F401
+from mlops_assets_tests.serving.conftest import (  # noqa: F401
+    ALIAS,
+    SEED_RECORD,
+    _corrupt_copy,
+    reference_frame,
+    start_serving_process,
+    wait_for,
+)
 from mlops_assets_tests.serving.load import ConcurrentClients
 from mlops_assets_tests.serving.prometheus import Exposition, parse_prometheus
 from mlops_assets_tests.serving.test_prediction_equality import records_of
@@ -119,20 +124,9 @@ class Monitored:
 @contextmanager
 def running_server(tracking_uri: str, folder: Path) -> Iterator[str]:
     """`python -m serving` with two workers, as deployed; it waits for the alias by itself."""
-    port = free_port()
-    environment = {
-        **{key: value for key, value in os.environ.items() if not key.startswith(("MLFLOW_", "MLOPS_"))},
-        "MLFLOW_TRACKING_URI": tracking_uri,
-        "MLOPS_MODEL_NAME": MODEL_NAME,
-        "MLOPS_MODEL_ALIAS": ALIAS,
-        "MLOPS_PREDICTION_LOG_DIR": str(folder / "prediction_log"),
-        "MLOPS_PREDICTION_LOG_FLUSH_SECONDS": "0.3",
-        "MLOPS_SERVING_POLL_SECONDS": "0.5",
-    }
-    command = [sys.executable, "-m", "serving", "--port", str(port), "--workers", "2"]
-    server = start(command, log=folder / "server.log", env=environment, cwd=REPOSITORY_ROOT)
+    server, base, _ = start_serving_process(folder, tracking_uri, workers=2, environment={"MLOPS_MODEL_NAME": MODEL_NAME})
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield base
     finally:
         stop(server, grace=30)
 

@@ -9,6 +9,8 @@ without seeing each other's models.
 import itertools
 import os
 import shutil
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -22,6 +24,7 @@ import pytest
 
 from mlops_assets.projects.housing.domain import RAW_FEATURES, TARGET
 from mlops_assets.projects.housing.model import Hyperparameters, build_pipeline
+from mlops_assets_tests.processes import free_port, start
 from serving.reference_model import ReferenceRegistry, train_and_register
 from serving.settings import ServingSettings
 
@@ -177,6 +180,27 @@ def serving(settings: ServingSettings, *, wait_ready: bool = True) -> Iterator:
         if wait_ready:
             wait_for(lambda: client.get("/ready").status_code == 200, what="the app to load its first model")
         yield client
+
+
+def start_serving_process(
+    folder: Path, tracking_uri: str, *, workers: int, environment: dict[str, str] | None = None
+) -> tuple[subprocess.Popen, str, Path]:
+    """`python -m serving` as deployed, in a process group of its own (its workers stop with it), on a
+    free port, polling the registry and flushing the prediction log fast; returns the process, its
+    base URL and its log. The caller stops it (`mlops_assets_tests.processes.stop`)."""
+    port = free_port()
+    server_environment = {
+        **{key: value for key, value in os.environ.items() if not key.startswith(("MLFLOW_", "MLOPS_"))},
+        "MLFLOW_TRACKING_URI": tracking_uri,
+        "MLOPS_MODEL_ALIAS": ALIAS,
+        "MLOPS_PREDICTION_LOG_DIR": str(folder / "prediction_log"),
+        "MLOPS_PREDICTION_LOG_FLUSH_SECONDS": "0.3",
+        "MLOPS_SERVING_POLL_SECONDS": "0.5",
+        **(environment or {}),
+    }
+    log = folder / "server.log"
+    command = [sys.executable, "-m", "serving", "--port", str(port), "--workers", str(workers)]
+    return start(command, log=log, env=server_environment, cwd=REPOSITORY_ROOT), f"http://127.0.0.1:{port}", log
 
 
 def wait_for(condition: Callable[[], object], *, timeout: float = 30.0, what: str = "condition") -> object:

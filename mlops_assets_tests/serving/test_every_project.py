@@ -6,9 +6,7 @@ session registry's apps must not start serving churn and iris. Iris has no `prod
 server starts; it is served once the alias appears, without a restart.
 """
 
-import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,10 +17,10 @@ import pandas as pd
 import pytest
 
 from mlops_assets_tests.conftest import PROJECTS, REFERENCE_DATA_DIR
-from mlops_assets_tests.processes import free_port, stop
+from mlops_assets_tests.processes import stop
 from serving.reference_model import ReferenceRegistry, train_and_register
 
-from .conftest import ALIAS, REPOSITORY_ROOT, SEED_RECORD, wait_for
+from .conftest import ALIAS, SEED_RECORD, start_serving_process, wait_for
 
 ROWS_COMPARED = 60
 
@@ -78,26 +76,7 @@ def every_project(registry, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     train_and_register(own, frames["churn"], model_name=PROJECTS["churn"].model_name, project=PROJECTS["churn"], alias=ALIAS)
     train_and_register(own, frames["iris"], model_name=PROJECTS["iris"].model_name, project=PROJECTS["iris"])  # no alias yet
 
-    port = free_port()
-    environment = {
-        **{key: value for key, value in os.environ.items() if not key.startswith(("MLFLOW_", "MLOPS_"))},
-        "MLFLOW_TRACKING_URI": own.tracking_uri,
-        "MLOPS_MODEL_ALIAS": ALIAS,
-        "MLOPS_PREDICTION_LOG_DIR": str(root / "prediction_log"),
-        "MLOPS_PREDICTION_LOG_FLUSH_SECONDS": "0.3",
-        "MLOPS_SERVING_POLL_SECONDS": "0.5",
-    }
-    log_path = root / "server.log"
-    with open(log_path, "wb") as log:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "serving", "--port", str(port), "--workers", "1"],
-            env=environment,
-            cwd=REPOSITORY_ROOT,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    base = f"http://127.0.0.1:{port}"
+    server, base, log_path = start_serving_process(root, own.tracking_uri, workers=1)
     try:
         wait_for(
             lambda: _status(f"{base}/models/churn") == 200 and _status(f"{base}/ready") == 200,

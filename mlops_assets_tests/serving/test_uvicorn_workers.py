@@ -7,8 +7,6 @@ version it names, and each worker must write its own prediction-log files.
 
 import os
 import signal
-import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -17,9 +15,9 @@ import httpx
 import pyarrow.parquet as pq
 import pytest
 
-from mlops_assets_tests.processes import free_port, stop
+from mlops_assets_tests.processes import stop
 
-from .conftest import ALIAS, REPOSITORY_ROOT, SEED_RECORD, wait_for
+from .conftest import SEED_RECORD, start_serving_process, wait_for
 from .load import ConcurrentClients
 from .prometheus import parse_prometheus
 from .test_prediction_equality import records_of
@@ -30,27 +28,7 @@ CLIENT_THREADS = 6
 @pytest.fixture
 def two_workers(registry, tmp_path: Path):
     model = registry.new_model(["v1", "v2", "broken_artifact"], alias="v1")
-    port = free_port()
-    environment = {
-        **{key: value for key, value in os.environ.items() if not key.startswith(("MLFLOW_", "MLOPS_"))},
-        "MLFLOW_TRACKING_URI": registry.tracking_uri,
-        "MLOPS_MODEL_NAME": model.name,
-        "MLOPS_MODEL_ALIAS": ALIAS,
-        "MLOPS_PREDICTION_LOG_DIR": str(tmp_path / "prediction_log"),
-        "MLOPS_PREDICTION_LOG_FLUSH_SECONDS": "0.3",
-        "MLOPS_SERVING_POLL_SECONDS": "0.5",
-    }
-    log_path = tmp_path / "server.log"
-    with open(log_path, "wb") as log:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "serving", "--port", str(port), "--workers", "2"],
-            env=environment,
-            cwd=REPOSITORY_ROOT,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group: the workers are stopped with it
-        )
-    base = f"http://127.0.0.1:{port}"
+    server, base, log_path = start_serving_process(tmp_path, registry.tracking_uri, workers=2, environment={"MLOPS_MODEL_NAME": model.name})
     try:
         # One fresh connection reaches one worker, and the kernel may hand many in a row to the same
         # one: wait until both workers have answered /model with a loaded version.
