@@ -18,16 +18,15 @@ import argparse
 import json
 import os
 import resource
-import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from pathlib import Path
+
+from warm_spark import warm_runtime
 
 REPOSITORY_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA_DIR = REPOSITORY_ROOT.parent / "shared" / "data"
@@ -60,35 +59,6 @@ def orchestrated_env(state_dir: Path, data_dir: Path) -> dict[str, str]:
     }
 
 
-@contextmanager
-def warm_runtime(state_dir: Path) -> Iterator[str]:
-    """The platform's warm Spark runtime (a local Spark Connect server), as `mlops-assets up` starts it."""
-    from mlops_assets.platform.resources.spark import answers
-    from mlops_assets.platform.spark_connect import server_command, server_environment, warm_runtime_address
-    from mlops_assets.settings import Settings
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    settings = Settings.from_env({"MLOPS_STATE_DIR": str(state_dir)})
-    with (state_dir / "warm-spark.log").open("wb") as log:
-        server = subprocess.Popen(
-            server_command(settings, port), env={**os.environ, **server_environment()}, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )  # fmt: skip
-    address = warm_runtime_address(port)
-    try:
-        deadline = time.monotonic() + 180
-        while not answers(address):
-            if server.poll() is not None or time.monotonic() > deadline:
-                sys.exit(f"the warm Spark runtime did not start: {state_dir / 'warm-spark.log'}")
-            time.sleep(0.5)
-        yield address
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=60)
-
-
 def benchmark(project_name: str, data_dir: Path, rounds: int, warm: bool) -> None:
     bin_dir = Path(sys.executable).parent
     from mlops_assets.projects import project_from_module
@@ -105,7 +75,7 @@ def benchmark(project_name: str, data_dir: Path, rounds: int, warm: bool) -> Non
         env = orchestrated_env(Path(state), data_dir.resolve())
         cold, _ = timed(orchestrated, env)
         if warm:
-            address = running.enter_context(warm_runtime(Path(state)))
+            address, _ = running.enter_context(warm_runtime(Path(state)))
             warm_env = {**env, "MLOPS_SPARK_WARM_RUNTIME": address}
             bare_warm_env = {**env, "MLOPS_SPARK_MASTER": address}
             timed(orchestrated, warm_env)  # the runtime's own first queries (JIT, class loading): not steady state

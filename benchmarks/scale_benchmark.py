@@ -5,10 +5,13 @@ few percent, so no two copies are equal), written once to benchmarks/.data/ and 
 it runs, as separate processes timed from start to exit:
   spark:  `dagster asset materialize` of housing/raw, housing/cleaned, housing/features (with their
           contract checks) on local[*], on a fresh temporary instance;
+  spark, warm: the same run connected to a warm Spark runtime (the local Spark Connect server that
+          `mlops-assets up` keeps running), started once before the first size (with --warm);
   polars: benchmarks/polars_peer.py, the same cleaning and features.
-Peak memory is the largest sum of RSS over the process tree (driver, JVM), sampled every 100 ms.
+Peak memory is the largest sum of RSS over the process tree (driver, JVM), sampled every 100 ms; for
+the warm runs, the run's own tree plus the server's RSS after the run (the JVM keeps what it took).
 
-    uv run --group bench python benchmarks/scale_benchmark.py [--sizes 20640 1000000 10000000]
+    uv run --group bench python benchmarks/scale_benchmark.py [--sizes 20640 1000000 10000000] [--warm]
 """
 
 import argparse
@@ -19,7 +22,11 @@ import sys
 import tempfile
 import threading
 import time
+from contextlib import ExitStack
+from functools import partial
 from pathlib import Path
+
+from warm_spark import warm_runtime
 
 REPOSITORY_ROOT = Path(__file__).resolve().parents[1]
 DATA_DIR = REPOSITORY_ROOT / "benchmarks" / ".data"
@@ -89,16 +96,19 @@ def measure(command: list[str], env: dict[str, str]) -> tuple[float, int]:
     return seconds, peak
 
 
-def run_spark(source: Path) -> tuple[float, int]:
+def run_spark(source: Path, warm: tuple[str, int] | None = None) -> tuple[float, int]:
     with tempfile.TemporaryDirectory(prefix="scale-spark-") as state:
         home = Path(state) / "dagster_home"
         home.mkdir()
         (home / "dagster.yaml").symlink_to(REPOSITORY_ROOT / "dagster.yaml")
         env = {**os.environ, "DAGSTER_HOME": str(home), "MLOPS_STATE_DIR": state, "MLOPS_DATA_SOURCE": str(source), "SPARK_LOCAL_IP": "127.0.0.1"}
-        return measure(
+        if warm is not None:
+            env["MLOPS_SPARK_WARM_RUNTIME"] = warm[0]
+        seconds, peak = measure(
             [str(BIN / "dagster"), "asset", "materialize", "-m", "mlops_assets.definitions", "--select", "housing/raw,housing/cleaned,housing/features"],
             env,
         )
+        return seconds, peak + (tree_rss_bytes(warm[1]) if warm is not None else 0)
 
 
 def run_polars(source: Path) -> tuple[float, int]:
@@ -113,8 +123,10 @@ def plot(results: list[dict]) -> None:
     import matplotlib.pyplot as plt
 
     figure, axis = plt.subplots(figsize=(6.5, 4), dpi=100)
-    for engine, marker in (("spark", "o"), ("polars", "s")):
-        points = [(r["rows"], r[f"{engine}_seconds"]) for r in results]
+    for engine, marker in (("spark", "o"), ("spark_warm", "^"), ("polars", "s")):
+        points = [(r["rows"], r[f"{engine}_seconds"]) for r in results if f"{engine}_seconds" in r]
+        if not points:
+            continue
         axis.plot(*zip(*points, strict=True), marker=marker, label=engine)
     axis.set_xscale("log")
     axis.set_yscale("log")
@@ -130,18 +142,27 @@ def plot(results: list[dict]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[20_640, 1_000_000, 10_000_000])
+    parser.add_argument("--warm", action="store_true", help="also run the Spark assets on a warm Spark runtime")
     args = parser.parse_args()
     results = []
-    print(f"{'rows':>12} {'engine':>7} {'seconds':>9} {'rows/s':>12} {'peak MiB':>9}")
-    for rows in args.sizes:
-        source = synthesize(rows)
-        row = {"rows": rows}
-        for engine, run in (("spark", run_spark), ("polars", run_polars)):
-            seconds, peak = run(source)
-            row |= {f"{engine}_seconds": round(seconds, 2), f"{engine}_rows_per_second": round(rows / seconds), f"{engine}_peak_mib": round(peak / 2**20)}
-            print(f"{rows:>12,} {engine:>7} {seconds:>9.1f} {rows / seconds:>12,.0f} {peak / 2**20:>9,.0f}")
-        row["spark_over_polars"] = round(row["spark_seconds"] / row["polars_seconds"], 1)
-        results.append(row)
+    print(f"{'rows':>12} {'engine':>10} {'seconds':>9} {'rows/s':>12} {'peak MiB':>9}")
+    with ExitStack() as running:
+        engines = [("spark", run_spark)]
+        if args.warm:
+            state = Path(running.enter_context(tempfile.TemporaryDirectory(prefix="scale-warm-")))
+            engines.append(("spark_warm", partial(run_spark, warm=running.enter_context(warm_runtime(state)))))
+        engines.append(("polars", run_polars))
+        for rows in args.sizes:
+            source = synthesize(rows)
+            row = {"rows": rows}
+            for engine, run in engines:
+                seconds, peak = run(source)
+                row |= {f"{engine}_seconds": round(seconds, 2), f"{engine}_rows_per_second": round(rows / seconds), f"{engine}_peak_mib": round(peak / 2**20)}
+                print(f"{rows:>12,} {engine:>10} {seconds:>9.1f} {rows / seconds:>12,.0f} {peak / 2**20:>9,.0f}")
+            row["spark_over_polars"] = round(row["spark_seconds"] / row["polars_seconds"], 1)
+            if args.warm:
+                row["spark_warm_over_polars"] = round(row["spark_warm_seconds"] / row["polars_seconds"], 1)
+            results.append(row)
     for first, second in zip(results, results[1:], strict=False):
         growth, size_growth = second["spark_seconds"] / first["spark_seconds"], second["rows"] / first["rows"]
         print(f"spark {first['rows']:,} -> {second['rows']:,} rows: x{size_growth:.0f} rows, x{growth:.1f} time "
