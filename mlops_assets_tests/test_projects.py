@@ -40,22 +40,7 @@ def test_each_classifier_passes_its_checks_and_gate_and_reaches_production(deplo
     assert platform.registry(project).name == PROJECTS[project].model_name
 
 
-@pytest.mark.parametrize(
-    "project",
-    [
-        "churn",
-        pytest.param(
-            "iris",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason=(
-                    "holdout accuracy 0.917 (33 of 36): three overlapping versicolor/virginica flowers fall in the "
-                    "fixed holdout, and every variant (and a logistic regression) misses the same three"
-                ),
-            ),
-        ),
-    ],
-)
+@pytest.mark.parametrize("project", CLASSIFIERS)
 def test_each_classifier_is_past_its_quality_bar_on_the_holdout(deployed, project: str):
     _, results = deployed
     metric, bar = QUALITY_BARS[project]
