@@ -77,6 +77,24 @@ _FAILING_ROWS: dict[str, Callable[..., Column]] = {
 _TOLERANCE_STATISTIC = {"null_fraction_at_most": "max_fraction"}
 
 
+@dataclass(frozen=True)
+class TableAggregates:
+    """A table-level check answered from the contract's one pass: the aggregates it needs, by name,
+    beside the rule counts, and whether the aggregated row (which always holds `rows`) passes."""
+
+    aggregates: Callable[..., dict[str, Column]]
+    passes: Callable[..., bool]
+
+
+# Table-level checks by name, registered where they are defined (see `rules`); a check not here runs
+# its own Spark job.
+_ONE_PASS_TABLE_CHECKS: dict[str, TableAggregates] = {}
+
+
+def answered_in_one_pass(name: str, aggregates: Callable[..., dict[str, Column]], passes: Callable[..., bool]) -> None:
+    _ONE_PASS_TABLE_CHECKS[name] = TableAggregates(aggregates, passes)
+
+
 def _row_rules(frame: DataFrame, schema: pa_spark.DataFrameSchema, unusable: set[str]) -> list[RowRule]:
     rules = []
     for name, column in schema.columns.items():
@@ -101,7 +119,8 @@ def _row_rules(frame: DataFrame, schema: pa_spark.DataFrameSchema, unusable: set
 
 def spark_violations(frame: DataFrame, schema: pa_spark.DataFrameSchema) -> list[Violation]:
     """Structure by pandera.pyspark (columns, types: no Spark job), then every column rule of the
-    schema counted in one pass over the data, then the table-level checks.
+    schema and every table-level check registered with `answered_in_one_pass` counted in one pass over
+    the data; any other table-level check runs on its own.
 
     pandera.pyspark would run one Spark job per rule (dozens per table) and report no failing rows;
     one aggregation answers them all with counts, and only a failing rule fetches example rows.
@@ -118,8 +137,17 @@ def spark_violations(frame: DataFrame, schema: pa_spark.DataFrameSchema) -> list
                 violations.append(Violation(error.get("column"), error.get("check") or reason.lower(), None))
 
     rules = _row_rules(frame, schema, unusable)
+    one_pass = {index: _ONE_PASS_TABLE_CHECKS.get(check.name) for index, check in enumerate(schema.checks)}
+    table_aggregates = {
+        f"table_{index}_{name}": aggregate
+        for index, form in one_pass.items()
+        if form is not None
+        for name, aggregate in form.aggregates(frame, **schema.checks[index]._check_kwargs).items()
+    }
     counts = frame.agg(
-        F.count(F.lit(1)).alias("rows"), *[F.count_if(rule.failing).alias(f"rule_{i}") for i, rule in enumerate(rules)]
+        F.count(F.lit(1)).alias("rows"),
+        *[F.count_if(rule.failing).alias(f"rule_{i}") for i, rule in enumerate(rules)],
+        *[aggregate.alias(name) for name, aggregate in table_aggregates.items()],
     ).first()
     for index, rule in enumerate(rules):
         failing = counts[f"rule_{index}"]
@@ -127,8 +155,16 @@ def spark_violations(frame: DataFrame, schema: pa_spark.DataFrameSchema) -> list
             examples = [row.asDict() for row in frame.filter(rule.failing).limit(EXAMPLE_ROWS).collect()]
             violations.append(Violation(rule.column, rule.name, failing, examples))
 
-    for check in schema.checks:
-        if not check._check_fn(frame, **check._check_kwargs):
+    for index, check in enumerate(schema.checks):
+        if form := one_pass[index]:
+            prefix = f"table_{index}_"
+            aggregated = {"rows": counts["rows"]} | {
+                name.removeprefix(prefix): counts[name] for name in table_aggregates if name.startswith(prefix)
+            }
+            passed = form.passes(aggregated, **check._check_kwargs)
+        else:
+            passed = check._check_fn(frame, **check._check_kwargs)
+        if not passed:
             violations.append(Violation(None, check.error or check.name, None))
     return violations
 

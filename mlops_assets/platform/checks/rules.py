@@ -9,6 +9,7 @@ import pandera.pyspark as pa_spark
 import pyspark.sql.functions as F
 
 from mlops_assets.ml.tasks import Task
+from mlops_assets.platform.checks.contracts import answered_in_one_pass
 from mlops_assets.platform.project import Contracts, Domain
 from mlops_assets.platform.transforms import SPLITS
 
@@ -63,12 +64,21 @@ def row_count_at_least(min_rows: int) -> pa_spark.Check:
     )
 
 
-def _duplicate_fraction_at_most(frame, max_fraction: float) -> bool:
+answered_in_one_pass("row_count_at_least", lambda frame, min_rows: {}, lambda counts, min_rows: counts["rows"] >= min_rows)
+
+
+def _distinct_rows(frame) -> dict:
     # Rows compared by a hash of every column: one long per row to count, not ten strings.
-    stats = frame.agg(
-        F.count(F.lit(1)).alias("rows"), F.count_distinct(F.xxhash64(*frame.columns)).alias("distinct")
-    ).first()
-    return stats.rows == 0 or (stats.rows - stats.distinct) / stats.rows <= max_fraction
+    return {"distinct": F.count_distinct(F.xxhash64(*frame.columns))}
+
+
+def _duplicate_fraction_passes(counts, max_fraction: float) -> bool:
+    return counts["rows"] == 0 or (counts["rows"] - counts["distinct"]) / counts["rows"] <= max_fraction
+
+
+def _duplicate_fraction_at_most(frame, max_fraction: float) -> bool:
+    stats = frame.agg(F.count(F.lit(1)).alias("rows"), *[c.alias(n) for n, c in _distinct_rows(frame).items()]).first()
+    return _duplicate_fraction_passes(stats.asDict(), max_fraction)
 
 
 def duplicate_fraction_at_most(max_fraction: float) -> pa_spark.Check:
@@ -80,15 +90,29 @@ def duplicate_fraction_at_most(max_fraction: float) -> pa_spark.Check:
     )
 
 
+answered_in_one_pass("duplicate_fraction_at_most", lambda frame, max_fraction: _distinct_rows(frame), _duplicate_fraction_passes)
+
+
+def _test_rows(frame) -> dict:
+    return {"test": F.count_if(F.col("split") == "test")}
+
+
+def _test_fraction_passes(counts, low: float, high: float) -> bool:
+    return counts["rows"] > 0 and low <= counts["test"] / counts["rows"] <= high
+
+
 def _test_fraction_within(frame, low: float, high: float) -> bool:
-    stats = frame.agg(F.count(F.lit(1)).alias("rows"), F.count_if(F.col("split") == "test").alias("test")).first()
-    return stats.rows > 0 and low <= stats.test / stats.rows <= high
+    stats = frame.agg(F.count(F.lit(1)).alias("rows"), *[c.alias(n) for n, c in _test_rows(frame).items()]).first()
+    return _test_fraction_passes(stats.asDict(), low, high)
 
 
 def test_fraction_within(low: float, high: float) -> pa_spark.Check:
     return pa_spark.Check(
         _test_fraction_within, name="test_fraction_within", error=f"test_fraction_within({low}, {high})", low=low, high=high
     )
+
+
+answered_in_one_pass("test_fraction_within", lambda frame, low, high: _test_rows(frame), _test_fraction_passes)
 
 
 def raw_contract(
