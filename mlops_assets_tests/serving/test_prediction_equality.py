@@ -136,26 +136,29 @@ def test_invocations_ignore_extra_columns_and_accept_numbers_as_strings_like_mlf
 
 
 @pytest.mark.parametrize(
-    ("body", "content_type", "status", "needle"),
+    ("body", "content_type", "status", "error_code", "needle"),
     [
-        ({"dataframe_records": [SEED_RECORD], "inputs": [SEED_RECORD]}, "application/json", 400, "exactly one of"),
-        ({"records": [SEED_RECORD]}, "application/json", 400, "exactly one of"),
-        ([SEED_RECORD], "application/json", 400, "exactly one of"),
-        ({"dataframe_records": [{**SEED_RECORD, "median_income": 1000.0}]}, "application/json", 400, "median_income"),
-        ({"dataframe_records": [{**SEED_RECORD, "ocean_proximity": "MARS"}]}, "application/json", 400, "ocean_proximity"),
-        ({"dataframe_split": {"columns": ["longitude"], "data": [[1.0, 2.0]]}}, "application/json", 400, "row 0"),
-        ({"inputs": [[1.0, 2.0]]}, "application/json", 400, "inputs"),
-        ({"dataframe_records": []}, "application/json", 400, "no records"),
-        ({"dataframe_records": [SEED_RECORD]}, "text/plain", 415, "content types"),
-        ({"dataframe_records": [SEED_RECORD]}, "application/json; charset=latin-1", 415, "UTF-8"),
-        ({"dataframe_records": [SEED_RECORD]}, "application/json; format=pandas-split", 415, "format"),
+        ({"dataframe_records": [SEED_RECORD], "inputs": [SEED_RECORD]}, "application/json", 400, "BAD_REQUEST", "exactly one of"),
+        ({"records": [SEED_RECORD]}, "application/json", 400, "BAD_REQUEST", "exactly one of"),
+        ([SEED_RECORD], "application/json", 400, "BAD_REQUEST", "exactly one of"),
+        ({"dataframe_records": [{**SEED_RECORD, "median_income": 1000.0}]}, "application/json", 400, "BAD_REQUEST", "median_income"),
+        ({"dataframe_records": [{**SEED_RECORD, "ocean_proximity": "MARS"}]}, "application/json", 400, "BAD_REQUEST", "ocean_proximity"),
+        ({"dataframe_split": {"columns": ["longitude"], "data": [[1.0, 2.0]]}}, "application/json", 400, "BAD_REQUEST", "row 0"),
+        # The model's inputs missing: MLflow's schema enforcement answers INVALID_PARAMETER_VALUE (test_mlflow_error_codes).
+        ({"inputs": [[1.0, 2.0]]}, "application/json", 400, "INVALID_PARAMETER_VALUE", "inputs"),
+        ({"dataframe_records": []}, "application/json", 400, "INVALID_PARAMETER_VALUE", "no records"),
+        ({"dataframe_records": [SEED_RECORD]}, "text/plain", 415, "BAD_REQUEST", "content types"),
+        ({"dataframe_records": [SEED_RECORD]}, "application/json; charset=latin-1", 415, "BAD_REQUEST", "UTF-8"),
+        ({"dataframe_records": [SEED_RECORD]}, "application/json; format=pandas-split", 415, "BAD_REQUEST", "format"),
     ],
 )
-def test_invocations_refusals_use_mlflows_error_body(served_v1, body, content_type: str, status: int, needle: str) -> None:
+def test_invocations_refusals_use_mlflows_error_body(
+    served_v1, body, content_type: str, status: int, error_code: str, needle: str
+) -> None:
     response = served_v1.post("/invocations", content=json.dumps(body), headers={"content-type": content_type})
 
     assert response.status_code == status, response.text
-    assert response.json()["error_code"] == "BAD_REQUEST"
+    assert response.json()["error_code"] == error_code
     assert needle in response.json()["message"]
     assert "Traceback" not in response.text
 
