@@ -141,7 +141,15 @@ def test_an_error_in_a_batch_names_the_record(served_v1) -> None:
 
 @pytest.mark.parametrize(
     "body",
-    [b"", b"{", b"{'longitude': 1}", b"\xff\xfe", b'{"longitude": -122.2,', json.dumps(SEED_RECORD).encode() + b" trailing"],
+    [
+        b"",
+        b"{",
+        b"{'longitude': 1}",
+        b"\xff\xfe",
+        b'{"ocean_proximity": "\xff"}',
+        b'{"longitude": -122.2,',
+        json.dumps(SEED_RECORD).encode() + b" trailing",
+    ],
 )
 def test_empty_and_malformed_bodies_are_400(served_v1, body: bytes) -> None:
     assert_refused(served_v1.post("/predict", content=body), 400, None)

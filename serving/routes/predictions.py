@@ -70,7 +70,8 @@ class Predictions:
             problem = field_error(error, serving.project.layout.features)
             subject = f"`{problem.field}`" if problem.field else "request body" if problem.location == "$" else problem.location
             return json_bytes(ErrorResponse(422, f"Invalid {subject}: {problem.reason}", [problem]), 422)
-        except msgspec.DecodeError as error:
+        except (msgspec.DecodeError, UnicodeDecodeError) as error:
+            # msgspec reports bytes that are not UTF-8 inside a string as a UnicodeDecodeError, not a DecodeError.
             return json_bytes(ErrorResponse(400, f"The body is not valid JSON: {error}"), 400)
         rows = feature_rows(parsed if isinstance(parsed, list) else [parsed])
         request_id = new_request_id()
