@@ -45,6 +45,11 @@ def test_the_whole_graph_materializes_and_deploys_the_new_version(deployed):
     assert evaluation["rmse"] < REFERENCE_RMSE
     assert asset_metadata(result, "housing/cleaned")["rule/total_bedrooms_missing_kept"] == 207
     assert asset_metadata(result, "housing/raw")["dagster/row_count"] == 20_640
+    assert "ocean_proximity" in asset_metadata(result, "housing/raw")["preview"]
+    features = asset_metadata(result, "housing/features")
+    split_rows = features["train_rows"] + features["validation_rows"] + features["test_rows"]
+    assert split_rows == features["dagster/row_count"] == asset_metadata(result, "housing/cleaned")["dagster/row_count"]
+    assert 0.1 < features["test_rows"] / split_rows < 0.3
 
 
 def test_mlflow_records_the_run_its_lineage_and_ends_it(deployed):

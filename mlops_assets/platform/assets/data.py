@@ -6,14 +6,11 @@ from dagster_pyspark import PySparkResource
 from pydantic import Field
 from pyspark.sql import DataFrame
 
-from mlops_assets.platform.assets.common import SPARK_POOL, SPARK_RETRY_POLICY, ProjectKeys, markdown_table
+from mlops_assets.platform.assets.common import SPARK_POOL, SPARK_RETRY_POLICY, ProjectKeys
 from mlops_assets.platform.project import ModelProject
 from mlops_assets.platform.resources.data_source import DataSourceResource
-from mlops_assets.platform.resources.io_managers import Versioned
+from mlops_assets.platform.resources.io_managers import COUNT_ROWS_BY, Versioned
 from mlops_assets.platform.transforms import read_source_csv, split_description
-
-PREVIEW_ROWS = 5
-
 
 class SourceConfig(Config):
     location: str | None = Field(
@@ -46,15 +43,10 @@ def build_data_assets(project: ModelProject) -> list[AssetsDefinition]:
         source = data_source.fetch(project.name, config.location)
         context.log.info(f"Reading {source.origin} (sha256 {source.sha256})")
         frame = read_source_csv(pyspark.spark_session, str(source.path))
-        preview = [row.asDict() for row in frame.limit(PREVIEW_ROWS).collect()]
+        # The preview and the row count come with the written version (the IO manager reads its files).
         return Output(
             frame,
-            metadata={
-                "source": source.origin,
-                "source_sha256": source.sha256,
-                "source_columns": MetadataValue.json(frame.columns),
-                "preview": markdown_table(preview),
-            },
+            metadata={"source": source.origin, "source_sha256": source.sha256, "source_columns": MetadataValue.json(frame.columns)},
         )
 
     @asset(
@@ -82,18 +74,16 @@ def build_data_assets(project: ModelProject) -> list[AssetsDefinition]:
         key=keys.features,
         ins={"cleaned": AssetIn(keys.cleaned)},
         description=_describe(project.with_features, "Model features and a deterministic train / validation / test split."),
+        metadata={COUNT_ROWS_BY: "split"},
         **spark_asset,
     )
     def features(context: AssetExecutionContext, cleaned: Versioned) -> Output[DataFrame]:
         frame = project.with_features(cleaned.value)
-        split_counts = {row["split"]: row["count"] for row in frame.groupBy("split").count().collect()}
         derived = [name for name in frame.columns if name not in cleaned.value.columns and name != "split"]
         return Output(
             frame,
             metadata={
-                "train_rows": split_counts.get("train", 0),
-                "validation_rows": split_counts.get("validation", 0),
-                "test_rows": split_counts.get("test", 0),
+                # train_rows, validation_rows and test_rows are counted from the written files (COUNT_ROWS_BY).
                 "split": split_description(),
                 "derived_features": MetadataValue.json(derived),
                 "cleaned_version": cleaned.version,

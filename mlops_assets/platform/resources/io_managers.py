@@ -23,9 +23,13 @@ from dagster import (
 from dagster_pyspark import PySparkResource
 from pyspark.sql import DataFrame
 
+from mlops_assets.platform.assets.common import markdown_table
 from mlops_assets.platform.resources.versioned_store import VersionedStore
 
 RECORD_FILE = "record.json"
+PREVIEW_ROWS = 5
+# Definition metadata an asset sets to have its rows counted by the values of one column (features: "split").
+COUNT_ROWS_BY = "mlops/count_rows_by"
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,32 @@ def _version_metadata(version_dir: Path, digest: str) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
+class WrittenParquet:
+    row_count: int
+    preview: list[dict[str, Any]]
+    rows_by_value: dict[str, int]
+
+
+def _written_parquet(files: list[Path], count_rows_by: str | None) -> WrittenParquet:
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    row_count = sum(pq.read_metadata(file).num_rows for file in files)
+    preview: list[dict[str, Any]] = []
+    for file in files:
+        for batch in pq.ParquetFile(file).iter_batches(batch_size=PREVIEW_ROWS):
+            preview.extend(batch.to_pylist()[: PREVIEW_ROWS - len(preview)])
+            break
+        if len(preview) >= PREVIEW_ROWS:
+            break
+    rows_by_value = {}
+    if count_rows_by:
+        counts = pc.value_counts(pq.read_table(files, columns=[count_rows_by]).column(count_rows_by).combine_chunks())
+        rows_by_value = {str(entry["values"]): int(entry["counts"]) for entry in counts.to_pylist()}
+    return WrittenParquet(row_count, preview, rows_by_value)
+
+
 def _producing_run_id(context: InputContext) -> str:
     # The run that produced the input: this run, or the parent run when a re-execution skipped that step.
     return context.upstream_output.run_id if context.upstream_output is not None else context.step_context.run_id
@@ -70,28 +100,32 @@ class SparkParquetIOManager(ConfigurableIOManager):
     def handle_output(self, context: OutputContext, obj: DataFrame) -> None:
         version_dir = self.store.new_version_dir(context.asset_key, context.run_id)
         obj.write.parquet(str(version_dir))
-        written = self.pyspark.spark_session.read.parquet(str(version_dir))
-        # Parquet footers hold the row count: this reads metadata, not the data.
-        row_count = written.count()
-        digest = _digest_files(list(version_dir.glob("*.parquet")))
+        # What is reported of the new version comes from its files (the Parquet footers, a few rows, one
+        # column), read here: another Spark job each would cost more than the write itself on small data.
+        files = sorted(version_dir.glob("*.parquet"))
+        written = _written_parquet(files, context.definition_metadata.get(COUNT_ROWS_BY))
+        digest = _digest_files(files)
+        schema = obj.schema
         self.store.complete(
             version_dir,
             {
                 "asset": context.asset_key.to_user_string(),
                 "run_id": context.run_id,
                 "written_at": datetime.now(UTC).isoformat(),
-                "row_count": row_count,
+                "row_count": written.row_count,
                 "digest": digest,
-                "schema": json.loads(written.schema.json()),
+                "schema": json.loads(schema.json()),
             },
         )
         context.add_output_metadata(
             {
                 **_version_metadata(version_dir, digest),
-                "dagster/row_count": row_count,
+                "dagster/row_count": written.row_count,
                 "dagster/column_schema": TableSchema(
-                    columns=[TableColumn(name=field.name, type=field.dataType.simpleString()) for field in written.schema]
+                    columns=[TableColumn(name=field.name, type=field.dataType.simpleString()) for field in schema]
                 ),
+                "preview": markdown_table(written.preview),
+                **{f"{value}_rows": count for value, count in written.rows_by_value.items()},
             }
         )
 
