@@ -72,10 +72,11 @@ def answers_ok(url: str, timeout: float = 2.0) -> bool:
         return False
 
 
-def _someone_listens(url: str) -> bool:
+def listens(url: str, *, default_port: int = 80, timeout: float = 1.0) -> bool:
+    """Whether something accepts a TCP connection at the host and port of `url` (any scheme)."""
     parts = urlsplit(url)
     try:
-        with socket.create_connection((parts.hostname, parts.port or 80), timeout=1):
+        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or default_port), timeout=timeout):
             return True
     except OSError:
         return False
@@ -244,7 +245,7 @@ class Supervisor:
     def _refuse_taken_addresses(self) -> None:
         # Another process on the port would answer the health URL in the service's place.
         for service in self.services:
-            if service.health_url and _someone_listens(service.health_url):
+            if service.health_url and listens(service.health_url):
                 address = urlsplit(service.health_url).netloc
                 raise ServiceFailed(f"{address}, where {service.name} should listen, is taken by another process")
             if service.health_check is not None and service.health_check():

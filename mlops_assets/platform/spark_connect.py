@@ -14,11 +14,11 @@ import sys
 
 from pyspark.find_spark_home import _find_spark_home
 
-from mlops_assets.platform.resources.spark import spark_config
+from mlops_assets.platform.resources.spark import SPARK_CONNECT_PORT, spark_config
 from mlops_assets.settings import Settings
 
 SERVER_CLASS = "org.apache.spark.sql.connect.service.SparkConnectServer"
-DEFAULT_PORT = 15002
+DEFAULT_PORT = SPARK_CONNECT_PORT
 VARIABLE = "MLOPS_SPARK_WARM_RUNTIME"
 
 

@@ -9,14 +9,13 @@ data it writes is the same.
 """
 
 import os
-import socket
 from typing import Any
-from urllib.parse import urlsplit
 
 from dagster import InitResourceContext, get_dagster_logger
 from dagster_pyspark import PySparkResource
 from pyspark.sql import SparkSession
 
+from mlops_assets.platform.services import listens
 from mlops_assets.settings import Settings
 
 # Settings of the session, not of the JVM: a Spark Connect session applies them to itself.
@@ -48,14 +47,13 @@ def spark_config(settings: Settings) -> dict[str, str]:
     return config
 
 
+# Spark Connect's own default port.
+SPARK_CONNECT_PORT = 15002
+
+
 def answers(address: str, timeout: float = 1.0) -> bool:
     """Whether something listens at a Spark Connect address (`sc://host:port`)."""
-    parts = urlsplit(address)
-    try:
-        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 15002), timeout=timeout):
-            return True
-    except OSError:
-        return False
+    return listens(address, default_port=SPARK_CONNECT_PORT, timeout=timeout)
 
 
 class WarmSparkResource(PySparkResource):
