@@ -99,6 +99,35 @@ LOG_FILES_PRUNED = Family(
     "serving_prediction_log_files_pruned_total", "counter", "Oldest log files deleted to stay within the disk budget.",
     zeroed=((),),
 )  # fmt: skip
+# Per model version, and its role: the champion follows `production`, the challenger its own alias.
+VERSION_LABELS = ("project", "model", "version", "role")
+MODEL_REQUESTS = Family(
+    "serving_model_requests_total", "counter", "Prediction requests answered, by the version that answered them.", VERSION_LABELS
+)
+MODEL_REQUEST_SECONDS = Family(
+    "serving_model_request_duration_seconds", "histogram",
+    "Time from a prediction request's decoded body to its answer, by the version that answered.", VERSION_LABELS, LATENCY_BUCKETS,
+)  # fmt: skip
+MODEL_PREDICTED_ROWS = Family(
+    "serving_model_predicted_rows_total", "counter", "Rows answered, by the version that answered them.", VERSION_LABELS
+)
+SHADOW_ROWS = Family(
+    "serving_shadow_predicted_rows_total", "counter", "Rows a challenger scored in the shadow of the champion (not answered).",
+    ("project", "model", "version"),
+)  # fmt: skip
+SHADOW_ROWS_SKIPPED = Family(
+    "serving_shadow_rows_skipped_total", "counter",
+    "Rows logged without a shadow prediction: the backlog was full, the challenger failed or left.", ("project", "reason"),
+)  # fmt: skip
+FEEDBACK = Family(
+    "serving_model_feedback_total", "counter", "Outcomes received for logged predictions, by the version that answered them.",
+    VERSION_LABELS,
+)  # fmt: skip
+TRAFFIC_SHARE = Family(
+    "serving_model_traffic_share", "gauge",
+    "Share of a project's requests the traffic policy gives a version (observed: ratio of serving_model_requests_total).",
+    VERSION_LABELS,
+)  # fmt: skip
 
 FAMILIES: tuple[Family, ...] = (
     REQUESTS,
@@ -113,6 +142,13 @@ FAMILIES: tuple[Family, ...] = (
     LOG_ROWS_WRITTEN,
     LOG_ROWS_DROPPED,
     LOG_FILES_PRUNED,
+    MODEL_REQUESTS,
+    MODEL_REQUEST_SECONDS,
+    MODEL_PREDICTED_ROWS,
+    SHADOW_ROWS,
+    SHADOW_ROWS_SKIPPED,
+    FEEDBACK,
+    TRAFFIC_SHARE,
 )
 _FILE_PREFIX = {"counter": "counter", "histogram": "histogram", "gauge": f"gauge_{GAUGE_MODE}"}
 

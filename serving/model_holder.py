@@ -88,9 +88,19 @@ class VersionRefused(Exception):
 
 class ModelHolder:
     def __init__(
-        self, project: ServedProject, settings: ServingSettings, metrics: Metrics, worker: str, *, is_default: bool = True
+        self,
+        project: ServedProject,
+        settings: ServingSettings,
+        metrics: Metrics,
+        worker: str,
+        *,
+        is_default: bool = True,
+        serve_only_while_aliased: bool = False,
     ) -> None:
         self.project = project
+        # A challenger is served only while its alias names it; `production` is kept serving when its
+        # alias goes (a deleted alias must not take the service down).
+        self._serve_only_while_aliased = serve_only_while_aliased
         self.settings = settings
         self.worker = worker
         # The default project's gauges are shown before it loads (0: none yet) and carry its load time;
@@ -138,7 +148,11 @@ class ModelHolder:
             self._last_registry_error = None
 
         if version is None:
-            if self.current is not None and not self._alias_missing:
+            if self.current is not None and self._serve_only_while_aliased:
+                logger.info("%s no longer exists: no longer serving version %s", self.project.model_uri, self.current.version)
+                self.current = None
+                self._metrics.set(MODEL_VERSION, (self.project.model_name, self.project.alias), 0)
+            elif self.current is not None and not self._alias_missing:
                 logger.warning("%s no longer exists, still serving %s", self.project.model_uri, self._serving())
             self._alias_missing = True
             return RefreshResult(Outcome.NO_ALIAS, None, f"{self.project.model_uri} does not exist in the registry")

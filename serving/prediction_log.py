@@ -23,11 +23,20 @@ Schema, one row per predicted record (a request of n records gives n rows):
     <feature>      float64 or string    every raw feature of the project's domain, in the model's order,
                                         as received (null when missing): numbers float64, categories string
     prediction     float64 or string    the predicted value, or a classifier's predicted label
+    answered_by    string               "champion" (the `production` alias) or "challenger" (a canary answer)
+    answered_by_version string          the version whose prediction was answered (= model_version; named
+                                        for readers comparing champion and challenger)
+    shadow_version string               in shadow mode, the challenger version that scored the same row
+                                        off the request path (null otherwise, or when it could not)
+    shadow_prediction float64 or string what that challenger predicted (null without one)
 
 Writes happen off the request path: the batcher appends the arrays it already built (one list append
 per model call) and a background thread writes them every MLOPS_PREDICTION_LOG_FLUSH_SECONDS. The log
 is bounded twice: rows waiting in memory (beyond the budget they are dropped and counted in
 `serving_prediction_log_rows_dropped_total`) and bytes on disk (the oldest files are deleted first).
+
+Files written before the champion/challenger columns existed lack them: a reader takes a missing
+`answered_by` as "champion" and `answered_by_version` as `model_version`.
 """
 
 import logging
@@ -36,7 +45,7 @@ import random
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -50,6 +59,8 @@ from serving.served_project import RowLayout
 logger = logging.getLogger("serving.prediction_log")
 
 _MS_PER_DAY = 86_400_000
+CHAMPION = "champion"
+CHALLENGER = "challenger"
 
 
 # Not a secret, only unique: a PRNG seeded from the OS is ~4x cheaper per id than os.urandom, and it
@@ -82,6 +93,14 @@ def request_id_millis(request_id: str) -> int | None:
 
 
 @dataclass(frozen=True, slots=True)
+class Answer:
+    """Who answered a logged row: the side (champion or challenger) and its registry version."""
+
+    role: str
+    version: str
+
+
+@dataclass(frozen=True, slots=True)
 class LoggedBatch:
     """What one model call predicted, as the batcher already holds it."""
 
@@ -94,9 +113,13 @@ class LoggedBatch:
     model_run_id: str
     columns: Mapping[str, np.ndarray]  # every raw feature, in the model's order
     predictions: np.ndarray  # float64 values, or labels
+    answered_by: str = CHAMPION
+    shadow_version: str | None = None
+    shadow_predictions: np.ndarray | None = None  # the challenger's, row for row, in shadow mode
 
     def rows(self) -> Iterator[dict[str, Any]]:
         for position, request_id in enumerate(self.request_ids):
+            shadow = self.shadow_predictions
             yield {
                 "request_id": request_id,
                 "row_index": self.row_indexes[position],
@@ -107,6 +130,10 @@ class LoggedBatch:
                 "model_run_id": self.model_run_id,
                 **{name: _feature_value(values[position]) for name, values in self.columns.items()},
                 "prediction": _prediction_value(self.predictions[position]),
+                "answered_by": self.answered_by,
+                "answered_by_version": self.model_version,
+                "shadow_version": self.shadow_version if shadow is not None else None,
+                "shadow_prediction": _prediction_value(shadow[position]) if shadow is not None else None,
             }
 
 
@@ -226,7 +253,12 @@ class PredictionLog:
                     values = np.concatenate([np.asarray(b.columns[name], dtype=np.float64) for b in batches])
                     columns[name] = pa.array(values, pa.float64(), mask=np.isnan(values))
             predictions = np.concatenate([b.predictions for b in batches])
-            columns["prediction"] = pa.array(predictions, pa.string() if predictions.dtype == object else pa.float64())
+            labels = predictions.dtype == object
+            columns["prediction"] = pa.array(predictions, pa.string() if labels else pa.float64())
+            columns["answered_by"] = _repeated(batches, lambda b: b.answered_by)
+            columns["answered_by_version"] = columns["model_version"]
+            columns["shadow_version"] = _repeated(batches, lambda b: b.shadow_version if b.shadow_predictions is not None else None)
+            columns["shadow_prediction"] = _shadow_column(batches, labels)
             table = pa.table(columns)
 
             days = received_ms // _MS_PER_DAY
@@ -316,6 +348,61 @@ class PredictionLog:
                 continue  # pruned meanwhile
             rows.extend(table.to_pylist())
         return sorted(rows, key=lambda row: row["row_index"])
+
+    def answers_of(self, request_ids: Iterable[str]) -> dict[tuple[str, int], Answer]:
+        """Which side and version answered each logged row of these requests, by (request id, row index).
+
+        Blocking (reads Parquet): call it from a thread. Ids this app did not issue are simply absent."""
+        import pyarrow.parquet as pq
+
+        wanted = {request_id for request_id in request_ids if request_id_millis(request_id) is not None}
+        answers: dict[tuple[str, int], Answer] = {}
+        with self._lock:
+            in_memory = [*self._pending, *self._writing]
+        for batch in in_memory:
+            for request_id, row_index in zip(batch.request_ids, batch.row_indexes, strict=True):
+                if request_id in wanted:
+                    answers[(request_id, row_index)] = Answer(batch.answered_by, batch.model_version)
+        by_folder: dict[Path, list[int]] = {}
+        for request_id in wanted:
+            received_ms = request_id_millis(request_id)
+            assert received_ms is not None
+            folder = self.directory / f"date={datetime.fromtimestamp(received_ms // _MS_PER_DAY * 86_400, UTC):%Y-%m-%d}"
+            by_folder.setdefault(folder, []).append(received_ms)
+        for folder, millis in by_folder.items():
+            if not folder.is_dir():
+                continue
+            for entry in os.scandir(folder):
+                parts = entry.name.split("-")
+                if not entry.name.startswith("part-") or not entry.name.endswith(".parquet") or len(parts) < 3:
+                    continue
+                try:
+                    first, last = int(parts[1]), int(parts[2])
+                    if not any(first <= received_ms <= last for received_ms in millis):
+                        continue
+                    table = pq.read_table(entry.path, filters=[("request_id", "in", sorted(wanted))])
+                except (ValueError, OSError):
+                    continue  # pruned meanwhile
+                for row in table.to_pylist():
+                    version = row.get("answered_by_version") or row["model_version"]
+                    answers[(row["request_id"], row["row_index"])] = Answer(row.get("answered_by") or CHAMPION, version)
+        return answers
+
+
+def _shadow_column(batches: list[LoggedBatch], labels: bool) -> Any:
+    import pyarrow as pa
+
+    kind = object if labels else np.float64
+    missing = None if labels else np.nan
+    values = np.concatenate(
+        [
+            np.full(len(b.request_ids), missing, dtype=kind) if b.shadow_predictions is None else np.asarray(b.shadow_predictions, dtype=kind)
+            for b in batches
+        ]
+    )
+    if labels:
+        return pa.array(values, pa.string())
+    return pa.array(values, pa.float64(), mask=np.isnan(values))
 
 
 def _repeated(batches: list[LoggedBatch], value_of: Any) -> Any:

@@ -4,26 +4,41 @@ The projects are read from the platform's declarations in a thread when the app 
 (seconds of imports the event loop must not wait for); until then every model route answers 503.
 Each project's alias is then followed on its own: a project without a `production` version yet is
 held with no model, and served the moment its alias appears.
+
+Beside its champion (the `production` alias) a project may have a challenger (MLOPS_CHALLENGER_ALIAS,
+default `challenger`), held by a second holder and batcher, and a traffic policy (`serving.traffic`)
+deciding which of the two answers: the champion alone, a canary share for the challenger, or the
+champion with the challenger scoring in its shadow (`serving.shadow`).
 """
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from time import perf_counter
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from serving.batching import MicroBatcher
-from serving.metrics import Metrics
+from serving.batching import BatchResult, MicroBatcher, NoModelLoaded, PredictionFailed
+from serving.feedback import FILE_NAME as FEEDBACK_FILE_NAME
+from serving.feedback import FeedbackStore
+from serving.metrics import MODEL_PREDICTED_ROWS, MODEL_REQUEST_SECONDS, MODEL_REQUESTS, TRAFFIC_SHARE, Metrics
 from serving.mlflow_protocol import InvocationParser
 from serving.model_holder import ModelHolder
-from serving.prediction_log import PredictionLog
+from serving.prediction_log import CHALLENGER, CHAMPION, PredictionLog
 from serving.request_schema import batch_type
 from serving.served_project import ServedProject, load_served_projects
 from serving.settings import ServingSettings
+from serving.shadow import ChallengerSink, ChampionSink, ShadowScorer
+from serving.traffic import FollowedPolicy, TrafficMode, challenger_answers
+
+if TYPE_CHECKING:
+    from serving.model_holder import ServingModel
 
 logger = logging.getLogger("serving.served_models")
+TRAFFIC_POLL_SECONDS = 0.25
 
 
 @dataclass
@@ -36,6 +51,60 @@ class ModelServing:
     prediction_log: PredictionLog
     decode_predict: Callable[[bytes], Any]  # strict msgspec decoding of POST .../predict bodies
     invocations: InvocationParser
+    challenger: ModelHolder
+    challenger_batcher: MicroBatcher
+    traffic: FollowedPolicy
+    shadow: ShadowScorer
+    feedback: FeedbackStore
+    metrics: Metrics
+
+    def challenger_model(self) -> "ServingModel | None":
+        """The challenger, when one is loaded and differs from the champion (after a promotion both
+        aliases may name one version: then there is nothing to compare)."""
+        challenger, champion = self.challenger.current, self.holder.current
+        if challenger is None or (champion is not None and champion.version == challenger.version):
+            return None
+        return challenger
+
+    def shadowing(self) -> bool:
+        return self.traffic.policy.mode is TrafficMode.SHADOW and self.challenger_model() is not None
+
+    async def answer(self, rows: list[tuple], request_id: str, route: str, caller_key: str | None) -> BatchResult:
+        """The answer of whichever version the traffic policy picks, counted under that version."""
+        started = perf_counter()
+        policy = self.traffic.policy
+        result: BatchResult | None = None
+        role = CHAMPION
+        if (
+            policy.mode is TrafficMode.CANARY
+            and self.challenger_model() is not None
+            and challenger_answers(policy, self.project.name, caller_key)
+        ):
+            try:
+                result = await self.challenger_batcher.predict(rows, request_id, route)
+                role = CHALLENGER
+            except (NoModelLoaded, PredictionFailed) as error:  # the challenger left or failed: the champion answers
+                logger.warning("challenger of %s could not answer, the champion does: %r", self.project.name, error)
+        if result is None:
+            result = await self.batcher.predict(rows, request_id, route)
+        model = result.model
+        labels = (self.project.name, model.name, model.version, role)
+        self.metrics.inc(MODEL_REQUESTS, labels)
+        self.metrics.inc(MODEL_PREDICTED_ROWS, labels, len(rows))
+        self.metrics.observe(MODEL_REQUEST_SECONDS, labels, perf_counter() - started)
+        return result
+
+    def traffic_shares(self) -> dict[tuple[str, str, str, str], float]:
+        """The share of requests the policy gives each loaded version, by its metric labels."""
+        champion, challenger = self.holder.current, self.challenger_model()
+        policy = self.traffic.policy
+        to_challenger = policy.canary_share if challenger is not None and policy.mode is TrafficMode.CANARY else 0.0
+        shares = {}
+        if champion is not None:
+            shares[(self.project.name, champion.name, champion.version, CHAMPION)] = 1.0 - to_challenger
+        if challenger is not None:
+            shares[(self.project.name, challenger.name, challenger.version, CHALLENGER)] = to_challenger
+        return shares
 
     @property
     def no_model_detail(self) -> str:
@@ -77,6 +146,14 @@ class ServedModels:
     def _serving(self, project: ServedProject, *, is_default: bool) -> ModelServing:
         settings = self.settings
         holder = ModelHolder(project, settings, self._metrics, self._worker, is_default=is_default)
+        challenger = ModelHolder(
+            dataclasses.replace(project, alias=settings.challenger_alias),
+            settings,
+            self._metrics,
+            self._worker,
+            is_default=False,
+            serve_only_while_aliased=True,
+        )
         prediction_log = PredictionLog(
             project.prediction_log_dir,
             layout=project.layout,
@@ -86,14 +163,25 @@ class ServedModels:
             max_pending_rows=settings.prediction_log_max_pending_rows,
             max_bytes=settings.prediction_log_max_bytes,
         )
-        return ModelServing(
+        shadow = ShadowScorer(project.name, project.layout, lambda: serving.challenger_model(), prediction_log, self._metrics)
+        champion_log: Any = ChampionSink(prediction_log, shadow, lambda: serving.shadowing())
+        serving = ModelServing(
             project=project,
             holder=holder,
-            batcher=MicroBatcher(lambda: holder.current, project.layout, prediction_log, self._metrics),
+            batcher=MicroBatcher(lambda: holder.current, project.layout, champion_log, self._metrics),
             prediction_log=prediction_log,
             decode_predict=msgspec.json.Decoder(batch_type(project.predict_record, settings.max_batch_rows)).decode,
             invocations=InvocationParser(project, settings.max_batch_rows),
+            challenger=challenger,
+            challenger_batcher=MicroBatcher(
+                lambda: challenger.current, project.layout, ChallengerSink(prediction_log), self._metrics  # type: ignore[arg-type]
+            ),
+            traffic=FollowedPolicy(settings.serving_state_dir(), project.name),
+            shadow=shadow,
+            feedback=FeedbackStore(project.prediction_log_dir / FEEDBACK_FILE_NAME),
+            metrics=self._metrics,
         )
+        return serving
 
     # --- lifecycle -----------------------------------------------------------------------------
 
@@ -117,6 +205,13 @@ class ServedModels:
                     name=f"follow-alias-{serving.project.name}",
                 )
             )
+            self._tasks.append(
+                asyncio.create_task(
+                    serving.challenger.follow_alias(lambda name=serving.project.name: self._reload_requested_of(name, challenger=True)),
+                    name=f"follow-challenger-{serving.project.name}",
+                )
+            )
+        self._tasks.append(asyncio.create_task(self._follow_traffic(), name="follow-traffic"))
         self._tasks.append(asyncio.create_task(self._fan_out_reloads(reload_requested), name="fan-out-reloads"))
         logger.info("serving projects %s (default %s)", ", ".join(self.by_project), self.settings.default_project)
 
@@ -124,22 +219,46 @@ class ServedModels:
         # The signal is read once per tick, and each holder takes its own copy of it.
         while True:
             if reload_requested():
-                self._reloads_requested |= set(self.by_project)
+                self._reloads_requested |= {(name, challenger) for name in self.by_project for challenger in (False, True)}
             await asyncio.sleep(min(self.settings.poll_seconds, 0.5) / 2)
 
-    def _reload_requested_of(self, project: str) -> bool:
-        if project in self._reloads_requested:
-            self._reloads_requested.discard(project)
+    def _reload_requested_of(self, project: str, *, challenger: bool = False) -> bool:
+        if (project, challenger) in self._reloads_requested:
+            self._reloads_requested.discard((project, challenger))
             return True
         return False
 
+    async def _follow_traffic(self) -> None:
+        """Every project's traffic policy re-read when its file changes (another worker, or the Dagster
+        job, may have set it), and the share gauges kept to what is served."""
+        shown: dict[tuple[str, str, str, str], float] = {}
+        while True:
+            try:
+                shares: dict[tuple[str, str, str, str], float] = {}
+                for serving in self.by_project.values():
+                    serving.traffic.refresh()
+                    shares |= serving.traffic_shares()
+                if shares != shown:
+                    self._metrics.clear(TRAFFIC_SHARE)
+                    for labels, share in shares.items():
+                        self._metrics.set(TRAFFIC_SHARE, labels, share)
+                    shown = shares
+            except Exception:  # following must survive anything, or a policy change would silently not arrive
+                logger.exception("following the traffic policies failed")
+            await asyncio.sleep(TRAFFIC_POLL_SECONDS)
+
     async def reload_all(self) -> dict[str, Any]:
-        """Every project's alias read now, a refused version retried (POST /admin/reload)."""
-        return {name: await serving.holder.refresh(force=True) for name, serving in self.by_project.items()}
+        """Every project's aliases read now, a refused version retried (POST /admin/reload)."""
+        results = {}
+        for name, serving in self.by_project.items():
+            results[name] = await serving.holder.refresh(force=True)
+            await serving.challenger.refresh(force=True)
+        return results
 
     async def stop(self) -> None:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         for serving in self.by_project.values():
+            serving.shadow.flush()
             await asyncio.to_thread(serving.prediction_log.stop)

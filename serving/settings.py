@@ -21,6 +21,11 @@ pipeline deploys. The rest tunes the server:
     MLOPS_SERVING_RUNTIME_DIR              a folder the workers of one server share, to add up their
                                            metrics and pass on reload requests; `python -m serving`
                                            creates one, plain `uvicorn` runs each worker on its own
+    MLOPS_SERVING_STATE_DIR                what the server keeps across restarts, shared by its workers:
+                                           each project's traffic policy (default: `serving` beside the
+                                           prediction log folder, <data_root>/serving)
+    MLOPS_CHALLENGER_ALIAS                 the alias of the version tried against production in live
+                                           traffic (default challenger); no such alias, no challenger
 """
 
 import os
@@ -55,6 +60,9 @@ class ServingSettings:
     default_project: str = DEFAULT_PROJECT
     # Every model's log folder is <root>/<registered model name>; None: the default model's folder's parent.
     prediction_log_root: Path | None = None
+    # Survives restarts (unlike runtime_dir); None: `serving` beside the prediction log root.
+    state_dir: Path | None = None
+    challenger_alias: str = "challenger"
 
     @property
     def model_uri(self) -> str:
@@ -69,6 +77,9 @@ class ServingSettings:
         if self.prediction_log_dir is None:
             raise ValueError("set prediction_log_root or prediction_log_dir")
         return self.prediction_log_dir.parent
+
+    def serving_state_dir(self) -> Path:
+        return self.state_dir if self.state_dir is not None else self.log_root().parent / "serving"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> "ServingSettings":
@@ -96,6 +107,8 @@ class ServingSettings:
                 environ, "MLOPS_PREDICTION_LOG_MAX_PENDING_ROWS", int, cls.prediction_log_max_pending_rows
             ),
             runtime_dir=Path(runtime_dir) if runtime_dir else None,
+            state_dir=Path(environ["MLOPS_SERVING_STATE_DIR"]) if environ.get("MLOPS_SERVING_STATE_DIR") else None,
+            challenger_alias=environ.get("MLOPS_CHALLENGER_ALIAS") or cls.challenger_alias,
         )
 
 

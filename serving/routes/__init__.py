@@ -3,15 +3,17 @@
     predictions.py   POST /models/{project}/predict and /invocations; /predict and /invocations (default project)
     models.py        GET /health, /ready, /ping, /version, /model, /models, /models/{project}
     lineage.py       GET /predictions/{request_id}
+    feedback.py      POST /models/{project}/feedback
     monitoring.py    GET /metrics
     open_inference.py  the Open Inference Protocol (V2): /v2/health/..., /v2/models/{name}[/ready|/infer]
-    admin.py         POST /admin/reload (only with MLOPS_ADMIN_TOKEN)
+    admin.py         POST /admin/reload, GET/PUT /admin/models/{project}/traffic (only with MLOPS_ADMIN_TOKEN)
 """
 
 from litestar.di import Provide
 from litestar.types import ControllerRouterHandler
 
 from serving.routes.admin import AdminController
+from serving.routes.feedback import FeedbackController
 from serving.routes.lineage import LineageController
 from serving.routes.models import ModelController
 from serving.routes.monitoring import prometheus_metrics
@@ -26,6 +28,7 @@ def route_handlers(state: ServingState) -> list[ControllerRouterHandler]:
         OpenInferenceController,
         ModelController,
         LineageController,
+        FeedbackController,
         prometheus_metrics,
     ]
     if state.settings.admin_token is not None:  # no token configured: the route does not exist (404)

@@ -13,6 +13,7 @@ from serving.batching import NoModelLoaded, PredictionFailed
 from serving.metrics import PREDICTED_ROWS, Metrics
 from serving.open_inference import ErrorBody, InferenceError, ModelMetadata
 from serving.prediction_log import new_request_id
+from serving.routes.predictions import caller_key
 from serving.routes.responses import JSONBytes, json_bytes, read_body
 from serving.served_models import ModelServing, ServedModels
 from serving.settings import ServingSettings
@@ -93,7 +94,7 @@ class OpenInferenceController(Controller):
             return json_bytes(ErrorBody(str(error)), 400)
         request_id = new_request_id()
         try:
-            result = await serving.batcher.predict(parsed.rows, request_id, request.scope["path"])
+            result = await serving.answer(parsed.rows, request_id, request.scope["path"], caller_key(request))
         except NoModelLoaded:
             return json_bytes(ErrorBody(serving.no_model_detail), 503)
         except PredictionFailed as error:

@@ -30,6 +30,12 @@ from serving.schemas import (
 )
 from serving.served_models import ModelServing, ServedModels
 from serving.settings import ServingSettings
+from serving.traffic import CALLER_KEY_HEADER
+
+
+def caller_key(request: Request) -> str | None:
+    """Who is asking, when the caller says (header x-caller-key): a canary keeps each caller on one side."""
+    return request.headers.get(CALLER_KEY_HEADER) or None
 
 
 class Predictions:
@@ -76,7 +82,7 @@ class Predictions:
         rows = feature_rows(parsed if isinstance(parsed, list) else [parsed])
         request_id = new_request_id()
         try:
-            result = await serving.batcher.predict(rows, request_id, request.scope["path"] if project else route)
+            result = await serving.answer(rows, request_id, request.scope["path"] if project else route, caller_key(request))
         except NoModelLoaded:
             return self.not_serving(project)
         except PredictionFailed as error:
@@ -96,7 +102,7 @@ class Predictions:
             return json_bytes(MlflowErrorResponse(error.error_code, error.message), error.status_code)
         request_id = new_request_id()
         try:
-            result = await serving.batcher.predict(rows, request_id, request.scope["path"] if project else route)
+            result = await serving.answer(rows, request_id, request.scope["path"] if project else route, caller_key(request))
         except NoModelLoaded:
             return json_bytes(MlflowErrorResponse("TEMPORARILY_UNAVAILABLE", serving.no_model_detail), 503)
         except PredictionFailed as error:
