@@ -6,9 +6,8 @@ through `pyfunc.predict(DataFrame)` (200 trees): building the DataFrame and MLfl
 enforcement, then scikit-learn calling a compiled routine once per tree (~6-9 us each, ~1.2-1.8 ms per
 call however few the rows). So:
 
-* features: the pipeline's own feature function, handed the numpy columns behind a minimal stand-in
-  for the DataFrame (`frame[name].to_numpy()`, the access a feature function over raw columns makes).
-  A function that needs more of pandas fails on the version's input example, and the app serves that
+* features: the pipeline's own feature function on the numpy columns (`serving.feature_matrix`). A
+  function that needs more of pandas fails on the version's input example, and the app serves that
   version through pandas instead;
 * trees: every tree is joined under a small dispatch tree that routes on a "tree id" column, so
   scikit-learn's own compiled tree walker evaluates all (row, tree) pairs in one call (~30 us for one
@@ -32,14 +31,12 @@ from typing import Any
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
+from serving.feature_matrix import UnsupportedModel, feature_code
+
 logger = logging.getLogger("serving.fast_predict")
 
 # Beyond this many rows the dispatch levels cost more than scikit-learn's per-tree call overhead.
 SMALL_BATCH_ROWS = 128
-
-
-class UnsupportedModel(Exception):
-    """The pipeline does not have the shape the fast path relies on."""
 
 
 class CompiledForest:
@@ -118,44 +115,17 @@ class CompiledForest:
         return np.cumsum(terms, axis=1)[:, -1]
 
 
-class _Column:
-    __slots__ = ("_values",)
-
-    def __init__(self, values: np.ndarray) -> None:
-        self._values = values
-
-    def to_numpy(self, dtype: Any = None) -> np.ndarray:
-        return self._values if dtype is None else self._values.astype(dtype, copy=False)
-
-
-class _Columns:
-    """The part of a DataFrame a feature function over raw columns reads: `frame[name].to_numpy()`."""
-
-    __slots__ = ("_columns",)
-
-    def __init__(self, columns: Mapping[str, np.ndarray]) -> None:
-        self._columns = columns
-
-    def __getitem__(self, name: str) -> _Column:
-        return _Column(np.asarray(self._columns[name]))
-
-
 class FastPredictor:
     """`pipeline.predict(frame)` for a pipeline of feature code and gradient-boosted trees, from numpy columns."""
 
     def __init__(self, pipeline: Any) -> None:
-        from sklearn.preprocessing import FunctionTransformer
-
         steps = list(getattr(pipeline, "named_steps", {}).values())
         if len(steps) != 2:
             raise UnsupportedModel("expected a Pipeline of two steps: feature code, then a regressor")
         features, regressor = steps
-        if not isinstance(features, FunctionTransformer) or features.validate or features.func is None:
-            raise UnsupportedModel("the first step is not a FunctionTransformer of feature code over raw columns")
         if type(regressor).__name__ != "HistGradientBoostingRegressor":
             raise UnsupportedModel(f"the regressor is a {type(regressor).__name__}, not a HistGradientBoostingRegressor")
-        function, keywords = features.func, dict(features.kw_args or {})
-        self._feature_matrix = lambda columns: np.asarray(function(_Columns(columns), **keywords), dtype=np.float64)
+        self._feature_matrix = feature_code(features)
         self._regressor = regressor
         try:
             self._forest: CompiledForest | None = CompiledForest(regressor)
