@@ -6,6 +6,7 @@ import pytest
 from dagster import AssetKey
 from mlflow.tracking import MlflowClient
 
+from mlops_assets.platform.ledger import DeploymentLedger
 from mlops_assets.platform.resources.versioned_store import VersionedStore
 from mlops_assets_tests.bad_data import BAD_BATCHES, write_bad_batch
 from mlops_assets_tests.conftest import Platform, asset_metadata, certified_versions, check_results, materialized, step_config
@@ -133,6 +134,31 @@ def test_the_gate_keeps_production_when_the_new_model_is_worse(deployed):
         production_before,
     )
     assert platform.production_version() == str(override["production_version"])
+
+
+def test_with_live_evidence_asked_a_passing_candidate_challenges_production_instead_of_replacing_it(deployed):
+    platform, _ = deployed
+    production_before = platform.production_version()
+
+    result = platform.materialize(
+        selection="housing/trained_model*",
+        run_config={
+            "ops": {
+                **step_config("housing/trained_model", {"variants": ["boosted_trees"]})["ops"],
+                **step_config("housing/deployed_model", {"live_evidence": True})["ops"],
+            }
+        },
+    )
+
+    assert result.success
+    decision = asset_metadata(result, "housing/deployed_model")
+    candidate = str(asset_metadata(result, "housing/trained_model")["model_version"])
+    assert decision["deployed"] is False and decision["challenger"] is True, decision["reason"]
+    assert "challenges version" in decision["reason"]
+    assert platform.production_version() == production_before
+    assert platform.registry().with_alias("challenger").aliased_version_number() == candidate
+    challenge = DeploymentLedger(path=str(platform.settings.ledger_path)).latest(model_name="housing_price", alias="challenger")
+    assert (challenge.version, challenge.action, challenge.run_id) == (candidate, "challenge", result.run_id)
 
 
 def test_a_second_run_leaves_the_first_runs_data_intact(deployed):

@@ -87,6 +87,9 @@ class GatePolicy:
     slice_tolerance: float = 0.05
     min_slice_rows: int = 30
     bound_source: str = ""  # where the bound comes from, shown with it
+    # A candidate that passes while a production version serves takes the alias `challenger` instead:
+    # production moves only on live evidence (canary or shadow traffic and its outcomes).
+    live_evidence: bool = False
 
 
 @dataclass(frozen=True)

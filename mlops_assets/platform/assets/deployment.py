@@ -15,7 +15,7 @@ from mlops_assets.platform.ledger import DeploymentLedger
 from mlops_assets.platform.pipeline_metrics import record_production_model, record_refresh_succeeded
 from mlops_assets.platform.project import ModelProject
 from mlops_assets.platform.resources.io_managers import Versioned
-from mlops_assets.platform.resources.mlflow_registry import MlflowResource, RegisteredModel
+from mlops_assets.platform.resources.mlflow_registry import CHALLENGER_ALIAS, MlflowResource, RegisteredModel
 
 
 class DeploymentGateConfig(Config):
@@ -33,6 +33,13 @@ class DeploymentGateConfig(Config):
         description=(
             "Deploy the candidate even when the gate (bound, regression, slices, an earlier rollback) refuses it. "
             "Its blocking checks still apply: a broken model never gets this far. The ledger records the override."
+        ),
+    )
+    live_evidence: bool | None = Field(
+        default=None,
+        description=(
+            "A candidate that passes the gate while a production version serves takes the alias `challenger` instead "
+            "of `production`, to be compared in live traffic; empty: the project's own."
         ),
     )
     approved_version: str | None = Field(
@@ -74,7 +81,8 @@ def build_deployment_asset(project: ModelProject) -> AssetsDefinition:
             f"no worse than production beyond {project.gate.max_regression:.1%} on the same holdout, and no "
             f"{project.slice_column or 'slice'} worse beyond {project.gate.slice_tolerance:.1%}. Otherwise production stays "
             "and this record says why. A version once rolled back is never deployed again; with approval on, a candidate "
-            "that passed waits for a person. Every move is appended to the deployment ledger."
+            "that passed waits for a person; with live evidence asked, it takes the alias `challenger` instead and production "
+            "moves only on its live outcomes. Every move is appended to the deployment ledger."
         ),
     )
     def deployed_model(
@@ -94,7 +102,8 @@ def build_deployment_asset(project: ModelProject) -> AssetsDefinition:
         candidate_tags = registry.version_tags(candidate_version) or {}
         if config.approved_version is not None and config.approved_version.strip() != candidate_version:
             raise Failure(f"approved_version {config.approved_version} is not the candidate, version {candidate_version}")
-        awaiting_approval = False
+        awaiting_approval = challenged = False
+        live_evidence = project.gate.live_evidence if config.live_evidence is None else config.live_evidence
         decision = decide(
             gate_rule(project, config),
             candidate=evaluation["metrics"],
@@ -122,7 +131,10 @@ def build_deployment_asset(project: ModelProject) -> AssetsDefinition:
             if decision.passed:
                 # The marker a rollback looks for: this version was good enough to serve.
                 registry.tag_version(candidate_version, {GATE_PASSED_TAG: "true"})
-            if decision.passed and approval.required:
+            if decision.passed and live_evidence and current_version is not None:
+                deployed, challenged = False, True
+                reason = f"{reason}; live evidence asked: it challenges version {current_version} in live traffic"
+            elif decision.passed and approval.required:
                 deployed, reason, awaiting_approval = _approval(context, config, registry, candidate_version, candidate_tags, reason)
 
         if deployed:
@@ -142,6 +154,21 @@ def build_deployment_asset(project: ModelProject) -> AssetsDefinition:
             context.log.info(f"'{registry.alias}' -> version {candidate_version} (was {current_version}): {reason}")
         else:
             context.log.warning(f"'{registry.alias}' stays at version {current_version}: {reason}")
+        if challenged:
+            challenger = registry.with_alias(CHALLENGER_ALIAS)
+            previous_challenger = challenger.aliased_version_number()
+            challenger.move_alias(candidate_version)
+            ledger.append_from_step(
+                context,
+                model_name=registry.name,
+                alias=CHALLENGER_ALIAS,
+                version=candidate_version,
+                previous_version=previous_challenger,
+                action="challenge",
+                reason=reason,
+                moved_at=datetime.now(UTC),
+            )
+            context.log.info(f"'{CHALLENGER_ALIAS}' -> version {candidate_version} (was {previous_challenger}): {reason}")
 
         candidate_metric = evaluation["metrics"][primary]
         production_metric = (production.get("metrics") or {}).get(primary)
@@ -153,6 +180,7 @@ def build_deployment_asset(project: ModelProject) -> AssetsDefinition:
             "deployed": deployed,
             "reason": reason,
             "awaiting_approval": awaiting_approval,
+            "challenger_version": candidate_version if challenged else None,
             "production_version": candidate_version if deployed else current_version,
             "replaced_version": current_version if deployed else None,
             "primary_metric": primary,
@@ -166,6 +194,7 @@ def build_deployment_asset(project: ModelProject) -> AssetsDefinition:
             "deployed": deployed,
             "reason": reason,
             "awaiting_approval": awaiting_approval,
+            "challenger": challenged,
             "candidate_version": int(candidate_version),
             f"candidate_{primary}": candidate_metric,
         }

@@ -13,7 +13,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from dagster import ConfigurableResource, InitResourceContext
@@ -68,6 +68,10 @@ def wait_for_model_stack() -> None:
         _background_import.join()
 
 
+# The version that passed the gate and waits for live evidence beside production (serving follows both).
+CHALLENGER_ALIAS = "challenger"
+
+
 @dataclass(frozen=True)
 class RegisteredModel:
     """One registered model and its serving alias: where a project's versions live."""
@@ -103,6 +107,10 @@ class RegisteredModel:
 
     def move_alias(self, version: str) -> None:
         self.client.set_registered_model_alias(self.name, self.alias, version)
+
+    def with_alias(self, alias: str) -> "RegisteredModel":
+        """The same registered model seen through another alias (the challenger beside production)."""
+        return replace(self, alias=alias)
 
     def tag_version(self, version: str, tags: dict[str, Any]) -> None:
         for key, value in tags.items():
