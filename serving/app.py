@@ -10,8 +10,8 @@ answers /health at once and /ready once the default project's model is in.
 
 Routes: POST /models/{project}/predict and /models/{project}/invocations (MLflow's scoring protocol)
 for every project, POST /predict and /invocations for the default one, GET /health, /ready, /model,
-/models, /models/{project}, /metrics, /predictions/{request_id}, POST /admin/reload (with
-MLOPS_ADMIN_TOKEN), OpenAPI under /schema.
+/models, /models/{project}, /metrics, /predictions/{request_id}, POST /models/{project}/feedback, and with
+MLOPS_ADMIN_TOKEN POST /admin/reload and GET/PUT /admin/models/{project}/traffic; OpenAPI under /schema.
 """
 
 import os
