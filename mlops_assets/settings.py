@@ -67,10 +67,16 @@ class Settings:
     landing_dir: Path
     landing_settle_seconds: float
     prediction_log_dir: Path
+    # The serving app's traffic policies (serving/settings.py: `serving` beside the prediction log folder).
+    serving_state_dir: Path
     drift_psi_threshold: float
     drift_ks_threshold: float
     drift_min_samples: int
     retrain_cooldown_hours: float
+    # Live evidence (online_performance): how many outcomes a decision needs, and its two thresholds.
+    live_min_outcomes: int
+    live_min_improvement: float
+    live_rollback_tolerance: float
     alert_webhook_url: str | None
     approval_required: bool
     ledger_path: Path
@@ -102,6 +108,8 @@ class Settings:
         # A local store puts artifacts next to it; a tracking server decides where they go itself.
         default_artifact_root = str(state_dir / "mlflow" / "artifacts") if _is_local_store(tracking_uri) else None
         data_root = Path(environ.get("MLOPS_DATA_ROOT", state_dir / "data")).resolve()
+        # The serving app writes here (the same variable and default as serving/settings.py).
+        prediction_log_dir = Path(environ.get("MLOPS_PREDICTION_LOG_DIR", data_root / "prediction_log")).resolve()
         return cls(
             state_dir=state_dir,
             dagster_home=Path(environ.get("DAGSTER_HOME", state_dir / "dagster_home")).resolve(),
@@ -116,12 +124,15 @@ class Settings:
             schedule_timezone=environ.get("MLOPS_SCHEDULE_TIMEZONE", SCHEDULE_TIMEZONE),
             landing_dir=Path(environ.get("MLOPS_LANDING_DIR", state_dir / "landing")).resolve(),
             landing_settle_seconds=_number(environ, "MLOPS_LANDING_SETTLE_SECONDS", 10.0),
-            # The serving app writes here (the same variable and default as serving/settings.py).
-            prediction_log_dir=Path(environ.get("MLOPS_PREDICTION_LOG_DIR", data_root / "prediction_log")).resolve(),
+            prediction_log_dir=prediction_log_dir,
+            serving_state_dir=Path(environ.get("MLOPS_SERVING_STATE_DIR", prediction_log_dir.parent / "serving")).resolve(),
             drift_psi_threshold=_number(environ, "MLOPS_DRIFT_PSI_THRESHOLD", 0.2),
             drift_ks_threshold=_number(environ, "MLOPS_DRIFT_KS_THRESHOLD", 0.1),
             drift_min_samples=int(_number(environ, "MLOPS_DRIFT_MIN_SAMPLES", 500)),
             retrain_cooldown_hours=_number(environ, "MLOPS_RETRAIN_COOLDOWN_HOURS", 12.0),
+            live_min_outcomes=int(_number(environ, "MLOPS_LIVE_MIN_OUTCOMES", 200)),
+            live_min_improvement=_number(environ, "MLOPS_LIVE_MIN_IMPROVEMENT", 0.0),
+            live_rollback_tolerance=_number(environ, "MLOPS_LIVE_ROLLBACK_TOLERANCE", 0.05),
             alert_webhook_url=environ.get("MLOPS_ALERT_WEBHOOK_URL") or None,
             approval_required=_switch(environ, "MLOPS_APPROVAL_REQUIRED"),
             ledger_path=Path(environ.get("MLOPS_LEDGER_PATH", data_root / "deployment_ledger.sqlite3")).resolve(),

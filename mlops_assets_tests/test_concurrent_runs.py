@@ -13,7 +13,10 @@ from mlops_assets.platform.resources.mlflow_registry import MlflowResource
 from mlops_assets.platform.resources.versioned_store import VersionedStore
 from mlops_assets_tests.conftest import REPOSITORY_ROOT, instance_under, settings_under
 
-FLOW = "group:housing and not key:housing/feature_drift and not key:housing/batch_predictions and not key:housing/deployment_ledger"
+FLOW = (
+    "group:housing and not key:housing/feature_drift and not key:housing/batch_predictions"
+    " and not key:housing/deployment_ledger and not key:housing/online_performance"
+)
 DATA_ASSETS = ("housing/raw", "housing/cleaned", "housing/features")
 
 

@@ -1,7 +1,7 @@
 """One factory: a model project's declaration in, its `Definitions` out.
 
 Everything a project has is built here from its `ModelProject`: the six flow assets with their
-blocking contract checks, the monitoring assets (ledger, drift, batch predictions), a refresh job, a
+blocking contract checks, the monitoring assets (ledger, drift, batch predictions, online performance), a refresh job, a
 daily schedule, a new-data sensor on its own landing folder, drift retraining, approval and rollback.
 Keys are `<project>/<asset>` and every asset is in the group `<project>`, set here with explicit
 `ins`, so that one project's lineage stands apart and a selection by group runs one project.
@@ -16,6 +16,7 @@ from mlops_assets.platform.assets.deployment import build_deployment_asset
 from mlops_assets.platform.assets.evaluation import build_evaluation_asset
 from mlops_assets.platform.assets.ledger import build_ledger_asset
 from mlops_assets.platform.assets.monitoring import build_monitoring_assets
+from mlops_assets.platform.assets.online import build_online_performance_asset
 from mlops_assets.platform.assets.training import build_training_asset
 from mlops_assets.platform.automation import PLATFORM_JOBS, PLATFORM_SENSORS, build_project_automation
 from mlops_assets.platform.checks import build_project_checks
@@ -32,6 +33,7 @@ def build_project_assets(project: ModelProject) -> list:
         build_deployment_asset(project),
         build_ledger_asset(project),
         *build_monitoring_assets(project),
+        build_online_performance_asset(project),
     ]
 
 

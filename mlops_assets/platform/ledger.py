@@ -162,7 +162,8 @@ class DeploymentLedger(ConfigurableResource):
         run_tags: Mapping[str, str] | None = None,
         moved_at: datetime | None = None,
     ) -> AliasMove:
-        """Record that `version` took `alias` (moved by `action`: deploy, rollback or observed)."""
+        """Record that `version` took `alias` (moved by `action`: deploy, rollback, observed; for live
+        evidence challenge, promote or retire), or that the alias was removed (`version` None)."""
         tags = dict(run_tags or {})
         trigger = run_trigger(tags)
         kept_tags = {key: value for key, value in tags.items() if key.startswith(PROJECT_TAG_PREFIX)}

@@ -43,7 +43,7 @@ def test_each_refresh_job_is_its_projects_whole_graph_and_nothing_else():
         job = defs.resolve_job_def(f"{project.name}_refresh")
         own = {key for key in graph.get_all_asset_keys() if key.path[0] == project.name}
         assert set(job.asset_layer.executable_asset_keys) == own
-        assert len(own) == 9
+        assert len(own) == 10
         assert {graph.get(key).group_name for key in own} == {project.name}
     every_asset = set(graph.get_all_asset_keys())
     assert set(defs.resolve_job_def("all_projects_refresh").asset_layer.executable_asset_keys) == every_asset
@@ -57,7 +57,7 @@ def test_dagster_dev_starts_the_schedule_and_every_sensor_on_its_own():
         assert (schedule.cron_schedule, schedule.execution_timezone) == (settings.schedule_cron, settings.schedule_timezone)
 
     sensors = {sensor.name: sensor for sensor in defs.get_repository_def().sensor_defs}
-    per_project = {f"{project.name}_{kind}" for project in PROJECTS for kind in ("new_data", "drift_retraining", "approval")}
+    per_project = {f"{project.name}_{kind}" for project in PROJECTS for kind in ("new_data", "drift_retraining", "approval", "live_rollback")}
     assert set(sensors) == {*per_project, "run_failure_alert", "mlops_automation"}
     assert {name: sensor.default_status for name, sensor in sensors.items()} == dict.fromkeys(sensors, DefaultSensorStatus.RUNNING)
 
@@ -67,6 +67,8 @@ def test_dagster_dev_starts_the_schedule_and_every_sensor_on_its_own():
     graph = defs.resolve_asset_graph()
     conditioned = {key for key in graph.get_all_asset_keys() if graph.get(key).automation_condition is not None}
     assert {key.to_user_string() for key in conditioned} == {
-        f"{project.name}/{asset}" for project in PROJECTS for asset in ("deployment_ledger", "feature_drift", "batch_predictions")
+        f"{project.name}/{asset}"
+        for project in PROJECTS
+        for asset in ("deployment_ledger", "feature_drift", "batch_predictions", "online_performance")
     }
     assert conditioned <= automation.asset_selection.resolve(graph)

@@ -67,6 +67,14 @@ class Task(Protocol):
         primary_metric among them."""
         ...
 
+    def outputs(self, model, features: pd.DataFrame) -> np.ndarray:
+        """What `score` judges the model by: values, the positive class's scores, or every class's probabilities."""
+        ...
+
+    def score_outputs(self, model, outputs: np.ndarray, target: np.ndarray) -> dict[str, float]:
+        """`score` from outputs computed once (`model` names the classes): resampling them costs no prediction."""
+        ...
+
     def choose_decision(self, model, features: pd.DataFrame, target: np.ndarray, costs: CostMatrix | None) -> dict:
         """What evaluate will apply, decided on the validation split, never on the holdout."""
         ...

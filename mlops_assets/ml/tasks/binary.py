@@ -133,7 +133,13 @@ class BinaryTask:
         return np.asarray(target) == self.positive_label
 
     def score(self, model, features: pd.DataFrame, target: np.ndarray) -> dict[str, float]:
-        return threshold_free_metrics(self.is_positive(target), self.positive_scores(model, features))
+        return self.score_outputs(model, self.outputs(model, features), target)
+
+    def outputs(self, model, features: pd.DataFrame) -> np.ndarray:
+        return self.positive_scores(model, features)
+
+    def score_outputs(self, model, outputs: np.ndarray, target: np.ndarray) -> dict[str, float]:
+        return threshold_free_metrics(self.is_positive(target), outputs)
 
     def choose_decision(self, model, features: pd.DataFrame, target: np.ndarray, costs: CostMatrix | None) -> dict:
         """{"threshold": maximising F1, "business_threshold": maximising the value (only with costs),

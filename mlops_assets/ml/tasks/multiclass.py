@@ -49,7 +49,13 @@ class MulticlassTask:
     higher_is_better: bool = field(default=True, init=False)
 
     def score(self, model, features: pd.DataFrame, target: np.ndarray) -> dict[str, float]:
-        return multiclass_metrics(np.asarray(target), model.predict_proba(features), np.asarray(model.classes_))
+        return self.score_outputs(model, self.outputs(model, features), target)
+
+    def outputs(self, model, features: pd.DataFrame) -> np.ndarray:
+        return model.predict_proba(features)
+
+    def score_outputs(self, model, outputs: np.ndarray, target: np.ndarray) -> dict[str, float]:
+        return multiclass_metrics(np.asarray(target), outputs, np.asarray(model.classes_))
 
     def choose_decision(self, model, features: pd.DataFrame, target: np.ndarray, costs: CostMatrix | None) -> dict:
         return {}

@@ -30,7 +30,13 @@ class RegressionTask:
     higher_is_better: bool = field(default=False, init=False)
 
     def score(self, model, features: pd.DataFrame, target: np.ndarray) -> dict[str, float]:
-        return regression_metrics(target, model.predict(features))
+        return self.score_outputs(model, self.outputs(model, features), target)
+
+    def outputs(self, model, features: pd.DataFrame) -> np.ndarray:
+        return model.predict(features)
+
+    def score_outputs(self, model, outputs: np.ndarray, target: np.ndarray) -> dict[str, float]:
+        return regression_metrics(np.asarray(target, dtype=np.float64), outputs)
 
     def choose_decision(self, model, features: pd.DataFrame, target: np.ndarray, costs: CostMatrix | None) -> dict:
         return {}

@@ -12,7 +12,7 @@ SPARK_POOL = "spark"
 SPARK_RETRY_POLICY = RetryPolicy(max_retries=2, delay=5, backoff=Backoff.EXPONENTIAL)
 
 FLOW_ASSETS = ("raw", "cleaned", "features", "trained_model", "model_evaluation", "deployed_model")
-MONITORING_ASSETS = ("deployment_ledger", "feature_drift", "batch_predictions")
+MONITORING_ASSETS = ("deployment_ledger", "feature_drift", "batch_predictions", "online_performance")
 
 
 @dataclass(frozen=True)

@@ -53,11 +53,19 @@ def _previous_production(registry: RegisteredModel, ledger: DeploymentLedger, cu
     return earlier[-1] if earlier else None
 
 
+def rollback_job_name(project_name: str) -> str:
+    return f"{project_name}_rollback"
+
+
+def move_back_op_name(project_name: str) -> str:
+    return f"{project_name}_move_production_back"
+
+
 def build_rollback_job(project_name: str, model_name: str) -> JobDefinition:
     ledger_asset = ProjectKeys(project_name).deployment_ledger
 
     @op(
-        name=f"{project_name}_move_production_back",
+        name=move_back_op_name(project_name),
         description=f"Moves {model_name}'s production alias back to the configured version, or to the one production replaced.",
     )
     def move_production_back(
@@ -103,7 +111,7 @@ def build_rollback_job(project_name: str, model_name: str) -> JobDefinition:
         )
 
     @job(
-        name=f"{project_name}_rollback",
+        name=rollback_job_name(project_name),
         description=(
             f"Puts {model_name}'s 'production' back on an earlier version that passed the gate (config: target_version, "
             "or empty for the version production replaced; reason) and records it in the deployment ledger."

@@ -21,7 +21,7 @@ def _secret(name: str, value: str | None) -> "str | EnvVar | None":
 
 def build_resources(settings: Settings, projects: list[ModelProject]) -> dict[str, object]:
     # Imported here: the automation package imports this one (MlflowResource) for its sensors.
-    from mlops_assets.platform.automation import AlertWebhook, ApprovalPolicy, DriftPolicy, LandingFolder
+    from mlops_assets.platform.automation import AlertWebhook, ApprovalPolicy, DriftPolicy, LandingFolder, LiveEvidencePolicy, ServingTraffic
     from mlops_assets.platform.ledger import DeploymentLedger
 
     store = VersionedStore(root=str(settings.data_root))
@@ -55,6 +55,13 @@ def build_resources(settings: Settings, projects: list[ModelProject]) -> dict[st
             prediction_log_dir=str(settings.prediction_log_dir),
             retrain_cooldown_hours=settings.retrain_cooldown_hours,
         ),
+        "live_evidence": LiveEvidencePolicy(
+            prediction_log_dir=str(settings.prediction_log_dir),
+            min_outcomes=settings.live_min_outcomes,
+            min_improvement=settings.live_min_improvement,
+            rollback_tolerance=settings.live_rollback_tolerance,
+        ),
+        "serving_traffic": ServingTraffic(state_dir=str(settings.serving_state_dir)),
         "landing": LandingFolder(path=str(settings.landing_dir), settle_seconds=settings.landing_settle_seconds),
         "alert_webhook": AlertWebhook(url=_secret("MLOPS_ALERT_WEBHOOK_URL", settings.alert_webhook_url)),
     }

@@ -108,6 +108,9 @@ class RegisteredModel:
     def move_alias(self, version: str) -> None:
         self.client.set_registered_model_alias(self.name, self.alias, version)
 
+    def remove_alias(self) -> None:
+        self.client.delete_registered_model_alias(self.name, self.alias)
+
     def with_alias(self, alias: str) -> "RegisteredModel":
         """The same registered model seen through another alias (the challenger beside production)."""
         return replace(self, alias=alias)
