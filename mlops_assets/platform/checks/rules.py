@@ -67,18 +67,12 @@ def row_count_at_least(min_rows: int) -> pa_spark.Check:
 answered_in_one_pass("row_count_at_least", lambda frame, min_rows: {}, lambda counts, min_rows: counts["rows"] >= min_rows)
 
 
-def _distinct_rows(frame) -> dict:
-    # Rows compared by a hash of every column: one long per row to count, not ten strings.
-    return {"distinct": F.count_distinct(F.xxhash64(*frame.columns))}
-
-
-def _duplicate_fraction_passes(counts, max_fraction: float) -> bool:
-    return counts["rows"] == 0 or (counts["rows"] - counts["distinct"]) / counts["rows"] <= max_fraction
-
-
 def _duplicate_fraction_at_most(frame, max_fraction: float) -> bool:
-    stats = frame.agg(F.count(F.lit(1)).alias("rows"), *[c.alias(n) for n, c in _distinct_rows(frame).items()]).first()
-    return _duplicate_fraction_passes(stats.asDict(), max_fraction)
+    # Rows compared by a hash of every column: one long per row to count, not ten strings.
+    stats = frame.agg(
+        F.count(F.lit(1)).alias("rows"), F.count_distinct(F.xxhash64(*frame.columns)).alias("distinct")
+    ).first()
+    return stats.rows == 0 or (stats.rows - stats.distinct) / stats.rows <= max_fraction
 
 
 def duplicate_fraction_at_most(max_fraction: float) -> pa_spark.Check:
@@ -90,7 +84,8 @@ def duplicate_fraction_at_most(max_fraction: float) -> pa_spark.Check:
     )
 
 
-answered_in_one_pass("duplicate_fraction_at_most", lambda frame, max_fraction: _distinct_rows(frame), _duplicate_fraction_passes)
+# Not answered in the one pass: a distinct count beside the rule counts makes Spark aggregate every rule
+# per distinct row (at 10M rows 30 to 35 s, against 25 to 28 s for the two jobs apart).
 
 
 def _test_rows(frame) -> dict:

@@ -6,7 +6,7 @@ from functools import reduce
 import pyspark.sql.functions as F
 from pyspark.sql import Column, DataFrame
 
-from mlops_assets.platform.transforms import parsed_number, row_identity, single_spaced
+from mlops_assets.platform.transforms import counted_rules, parsed_number, row_identity, single_spaced, without_repeats
 from mlops_assets.projects.churn.domain import (
     CATEGORIES,
     ID_COLUMN,
@@ -59,20 +59,19 @@ def clean(raw: DataFrame) -> tuple[DataFrame, dict[str, int]]:
     keep = ~missing_required
     missing_total_charges = F.col(TOTAL_CHARGES).isNull()
 
-    stats = typed.agg(
-        F.count(F.lit(1)).alias("rows_in"),
-        F.count_if(F.col("respelled")).alias("category_spelling_normalised"),
-        F.count_if(missing_required).alias("missing_required_value_dropped"),
-        F.count_if(keep & missing_total_charges).alias("total_charges_missing_repaired"),
-        F.count_if(keep).alias("rows_kept"),
-        F.count_distinct(F.when(keep, F.col("row_id"))).alias("rows_out"),
-    ).first().asDict()
-    stats["duplicate_dropped"] = stats.pop("rows_kept") - stats["rows_out"]
-
+    stats = counted_rules(
+        typed,
+        {
+            "category_spelling_normalised": F.col("respelled"),
+            "missing_required_value_dropped": missing_required,
+            "total_charges_missing_repaired": keep & missing_total_charges,
+        },
+        keep,
+    )
     cleaned = (
         typed.filter(keep)
         .withColumn(TOTAL_CHARGES, F.coalesce(F.col(TOTAL_CHARGES), F.col("MonthlyCharges") * F.col("tenure")))
         .drop("respelled")
-        .dropDuplicates(["row_id"])
     )
+    cleaned = without_repeats(cleaned, stats)
     return cleaned, stats

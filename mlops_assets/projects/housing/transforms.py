@@ -6,7 +6,7 @@ from functools import reduce
 import pyspark.sql.functions as F
 from pyspark.sql import DataFrame
 
-from mlops_assets.platform.transforms import SPARK_MATH, normalised_category, row_identity, split_of
+from mlops_assets.platform.transforms import SPARK_MATH, counted_rules, normalised_category, row_identity, split_of, without_repeats
 from mlops_assets.projects.housing.domain import CATEGORY, NUMERIC_FEATURES, OPTIONAL_FEATURES, SOURCE_COLUMNS, TARGET, TARGET_CAP
 from mlops_assets.projects.housing.features import DERIVED_FEATURES, derived_columns
 
@@ -40,26 +40,25 @@ def clean(raw: DataFrame) -> tuple[DataFrame, dict[str, int]]:
     impossible_bedrooms = F.col("total_bedrooms") > F.col("total_rooms")
     keep = ~missing_required & ~F.coalesce(empty_block_group, F.lit(False))
 
-    stats = typed.agg(
-        F.count(F.lit(1)).alias("rows_in"),
-        F.count_if(F.col("raw_category") != F.col(CATEGORY)).alias("category_normalised"),
-        F.count_if(missing_required).alias("missing_required_value_dropped"),
-        F.count_if(~missing_required & empty_block_group).alias("empty_block_group_dropped"),
-        F.count_if(keep & impossible_bedrooms).alias("impossible_bedrooms_cleared"),
-        F.count_if(keep & F.col("total_bedrooms").isNull()).alias("total_bedrooms_missing_kept"),
-        F.count_if(keep & (F.col(TARGET) >= TARGET_CAP)).alias("target_capped_flagged"),
-        F.count_if(keep).alias("rows_kept"),
-        F.count_distinct(F.when(keep, F.col("row_id"))).alias("rows_out"),
-    ).first().asDict()
-    stats["duplicate_dropped"] = stats.pop("rows_kept") - stats["rows_out"]
-
+    stats = counted_rules(
+        typed,
+        {
+            "category_normalised": F.col("raw_category") != F.col(CATEGORY),
+            "missing_required_value_dropped": missing_required,
+            "empty_block_group_dropped": ~missing_required & empty_block_group,
+            "impossible_bedrooms_cleared": keep & impossible_bedrooms,
+            "total_bedrooms_missing_kept": keep & F.col("total_bedrooms").isNull(),
+            "target_capped_flagged": keep & (F.col(TARGET) >= TARGET_CAP),
+        },
+        keep,
+    )
     cleaned = (
         typed.filter(keep)
         .withColumn("total_bedrooms", F.when(impossible_bedrooms, F.lit(None)).otherwise(F.col("total_bedrooms")))
         .withColumn("target_capped", F.col(TARGET) >= TARGET_CAP)
         .drop("raw_category")
-        .dropDuplicates(["row_id"])
     )
+    cleaned = without_repeats(cleaned, stats)
     return cleaned, stats
 
 

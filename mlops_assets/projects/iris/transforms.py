@@ -6,7 +6,7 @@ from functools import reduce
 import pyspark.sql.functions as F
 from pyspark.sql import Column, DataFrame
 
-from mlops_assets.platform.transforms import parsed_number, row_identity
+from mlops_assets.platform.transforms import counted_rules, parsed_number, row_identity, without_repeats
 from mlops_assets.projects.iris.domain import NUMERIC_FEATURES, SOURCE_COLUMNS, SPECIES_PREFIX, TARGET
 
 
@@ -39,14 +39,10 @@ def clean(raw: DataFrame) -> tuple[DataFrame, dict[str, int]]:
     missing_required = reduce(operator.or_, [F.col(name).isNull() for name in SOURCE_COLUMNS])
     keep = ~missing_required
 
-    stats = typed.agg(
-        F.count(F.lit(1)).alias("rows_in"),
-        F.count_if(F.col("raw_species") != F.col(TARGET)).alias("species_spelling_normalised"),
-        F.count_if(missing_required).alias("missing_required_value_dropped"),
-        F.count_if(keep).alias("rows_kept"),
-        F.count_distinct(F.when(keep, F.col("row_id"))).alias("rows_out"),
-    ).first().asDict()
-    stats["duplicate_dropped"] = stats.pop("rows_kept") - stats["rows_out"]
-
-    cleaned = typed.filter(keep).drop("raw_species").dropDuplicates(["row_id"])
+    stats = counted_rules(
+        typed,
+        {"species_spelling_normalised": F.col("raw_species") != F.col(TARGET), "missing_required_value_dropped": missing_required},
+        keep,
+    )
+    cleaned = without_repeats(typed.filter(keep).drop("raw_species"), stats)
     return cleaned, stats
