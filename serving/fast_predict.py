@@ -32,6 +32,7 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from serving.feature_matrix import UnsupportedModel, feature_code
+from serving.tree_ensembles import dispatch_nodes
 
 logger = logging.getLogger("serving.fast_predict")
 
@@ -62,18 +63,7 @@ class CompiledForest:
         self._tree_ids = np.arange(self.n_trees, dtype=np.float64)
         self._known_cat_bitsets, self._f_idx_map = regressor._bin_mapper.make_known_categories_bitsets()
 
-        dispatch: list[tuple[float, int, int]] = []  # (threshold on tree id, left, right); >= 0 dispatch, < 0 tree
-
-        def route(first: int, last: int) -> int:
-            if first == last:
-                return -1 - first
-            middle = (first + last) // 2
-            index = len(dispatch)
-            dispatch.append((0.0, 0, 0))
-            dispatch[index] = (middle + 0.5, route(first, middle), route(middle + 1, last))
-            return index
-
-        route(0, self.n_trees - 1)
+        dispatch = dispatch_nodes(self.n_trees)
         sizes = np.array([len(tree.nodes) for tree in trees])
         tree_starts = len(dispatch) + np.concatenate([[0], np.cumsum(sizes)[:-1]])
 

@@ -25,6 +25,25 @@ from numpy.lib.stride_tricks import as_strided
 from serving.feature_matrix import UnsupportedModel
 
 
+
+def dispatch_nodes(n_trees: int) -> list[tuple[float, int, int]]:
+    """A balanced tree over the tree ids that sends a row to every tree of an ensemble in one walk:
+    (threshold on the tree id, left, right) per node, a child >= 0 another dispatch node and < 0 the
+    tree -1 - child."""
+    dispatch: list[tuple[float, int, int]] = []
+
+    def route(first: int, last: int) -> int:
+        if first == last:
+            return -1 - first
+        middle = (first + last) // 2
+        index = len(dispatch)
+        dispatch.append((0.0, 0, 0))
+        dispatch[index] = (middle + 0.5, route(first, middle), route(middle + 1, last))
+        return index
+
+    route(0, n_trees - 1)
+    return dispatch
+
 class JoinedTrees:
     """Fitted scikit-learn `Tree`s behind one dispatch tree: the leaf each row reaches in each tree."""
 
@@ -37,18 +56,7 @@ class JoinedTrees:
         self.n_features = n_features
         self._tree_ids = np.arange(self.n_trees, dtype=np.float32)
 
-        dispatch: list[tuple[float, int, int]] = []  # (threshold on tree id, left, right); >= 0 dispatch, < 0 tree
-
-        def route(first: int, last: int) -> int:
-            if first == last:
-                return -1 - first
-            middle = (first + last) // 2
-            index = len(dispatch)
-            dispatch.append((0.0, 0, 0))
-            dispatch[index] = (middle + 0.5, route(first, middle), route(middle + 1, last))
-            return index
-
-        route(0, self.n_trees - 1)
+        dispatch = dispatch_nodes(self.n_trees)
         sizes = np.array([tree.node_count for tree in trees])
         # Where each tree's root lands in the joined node array; leaf ids are offsets from there.
         self.tree_starts = len(dispatch) + np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.intp)
