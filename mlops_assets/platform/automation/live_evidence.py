@@ -18,6 +18,7 @@ from dagster import (
 from pydantic import Field
 
 from mlops_assets.platform.assets.common import ProjectKeys
+from mlops_assets.platform.automation.cursors import unhandled_latest
 from mlops_assets.platform.automation.retraining import TRIGGER_TAG
 from mlops_assets.platform.automation.rollback import move_back_op_name, rollback_job_name
 
@@ -67,12 +68,9 @@ def build_live_rollback_sensor(project_name: str) -> SensorDefinition:
         ),
     )
     def live_rollback(context: SensorEvaluationContext) -> RunRequest | SkipReason:
-        records = context.instance.fetch_materializations(ProjectKeys(project_name).online_performance, limit=1).records
-        if not records:
-            return SkipReason("online_performance has no record yet")
-        latest = records[0]
-        if context.cursor and latest.storage_id <= int(context.cursor):
-            return SkipReason("no online_performance record since the last one handled")
+        latest = unhandled_latest(context, ProjectKeys(project_name).online_performance)
+        if isinstance(latest, SkipReason):
+            return latest
         context.update_cursor(str(latest.storage_id))
         metadata = latest.asset_materialization.metadata
         if not (ROLLBACK_RECOMMENDED in metadata and metadata[ROLLBACK_RECOMMENDED].value):

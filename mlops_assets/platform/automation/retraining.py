@@ -21,6 +21,7 @@ from dagster import (
 )
 
 from mlops_assets.platform.assets.common import ProjectKeys
+from mlops_assets.platform.automation.cursors import unhandled_latest
 from mlops_assets.platform.automation.drift import DriftPolicy
 from mlops_assets.platform.automation.jobs import retraining_job_name
 from mlops_assets.platform.pipeline_metrics import record_retraining_decision
@@ -53,12 +54,9 @@ def build_drift_retraining_sensor(project_name: str) -> SensorDefinition:
         description=f"Retrains {project_name} when its feature_drift finds drift, at most once per cooldown (MLOPS_RETRAIN_COOLDOWN_HOURS).",
     )
     def drift_retraining(context: SensorEvaluationContext, drift_policy: DriftPolicy) -> RunRequest | SkipReason:
-        records = context.instance.fetch_materializations(ProjectKeys(project_name).feature_drift, limit=1).records
-        if not records:
-            return SkipReason("feature_drift has no record yet")
-        latest = records[0]
-        if context.cursor and latest.storage_id <= int(context.cursor):
-            return SkipReason("no drift record since the last one handled")
+        latest = unhandled_latest(context, ProjectKeys(project_name).feature_drift)
+        if isinstance(latest, SkipReason):
+            return latest
         metadata = latest.asset_materialization.metadata
         if not (metadata.get("drifted") and metadata["drifted"].value):
             context.update_cursor(str(latest.storage_id))
