@@ -48,7 +48,9 @@ class OnlinePerformanceConfig(Config):
     rollback_tolerance: float | None = Field(
         default=None, ge=0, description="How much worse than its holdout production may be live; empty: MLOPS_LIVE_ROLLBACK_TOLERANCE."
     )
-    act: bool = Field(default=True, description="Move aliases on the evidence; off: report and recommend only.")
+    act: bool = Field(
+        default=True, description="Act on the evidence (move aliases, hand a rollback to the sensor); off: report the decision only."
+    )
 
 
 def logged_outcomes(folder: Path, raw_features: tuple[str, ...], days: int, now: datetime) -> pd.DataFrame:
@@ -213,7 +215,7 @@ def build_online_performance_asset(project: ModelProject) -> AssetsDefinition:
             "by_slice": by_slice,
             "decision": decision,
             "decision_reason": reason,
-            "acted": config.act and decision in (PROMOTE, RETIRE),
+            "acted": config.act and decision != KEEP,
             "thresholds": {"min_outcomes": min_outcomes, "min_improvement": min_improvement, "rollback_tolerance": tolerance},
             "measured_at": moved_at.isoformat(),
         }
@@ -221,7 +223,7 @@ def build_online_performance_asset(project: ModelProject) -> AssetsDefinition:
             "outcomes": len(rows),
             "decision": decision,
             "decision_reason": reason,
-            ROLLBACK_RECOMMENDED: decision == ROLLBACK,
+            ROLLBACK_RECOMMENDED: config.act and decision == ROLLBACK,
             "production_version": int(champion_version),
             f"live_{primary}/champion": estimates["champion"].value,
             "by_version": markdown_table(by_version),
