@@ -96,6 +96,9 @@ class ModelState(msgspec.Struct):
     last_registry_error: str | None
     refused_versions: list[RefusedVersion]
     worker: str
+    # Beside the champion: the challenger loaded (None without one) and the traffic mode in effect.
+    challenger_version: str | None = None
+    traffic_mode: str = "off"
 
 
 class ReloadResponse(msgspec.Struct):

@@ -162,6 +162,9 @@ def test_a_canary_sends_its_share_to_the_challenger_and_each_caller_always_to_th
     assert all(answer["model_version"] == (challenger if caller in answered_by_challenger else champion) for caller, answer in again)
     anonymous_share = sum(answer["model_version"] == challenger for answer in anonymous) / len(anonymous)
     assert abs(anonymous_share - share) < 0.15  # 4 standard deviations of a draw of 150
+    # The project's model state names both versions and the traffic in effect.
+    state = server.http.get(f"{server.base}/models/{PROJECT}").json()
+    assert (state["version"], state["challenger_version"], state["traffic_mode"]) == (champion, challenger, "canary")
     some_canary = next(answer for answer in first.values() if answer["model_version"] == challenger)
     logged = server.logged({some_canary["request_id"]})
     assert (logged["answered_by"].item(), logged["answered_by_version"].item()) == ("challenger", challenger)

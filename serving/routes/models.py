@@ -4,6 +4,7 @@ answers it), and the state of each project's model: version, lineage, holdout me
 from importlib.metadata import version as package_version
 from typing import Any
 
+import msgspec
 from litestar import Controller, MediaType, Response, get
 from litestar.openapi.datastructures import ResponseSpec
 
@@ -20,7 +21,12 @@ def _state_of(serving: ModelServing | None, settings: ServingSettings, models: S
             last_registry_error=models.loading_error, refused_versions=[], worker="",
         )  # fmt: skip
     else:
-        current = serving.holder.state()
+        challenger = serving.challenger_model()
+        current = msgspec.structs.replace(
+            serving.holder.state(),
+            challenger_version=challenger.version if challenger else None,
+            traffic_mode=serving.traffic.policy.mode.value if challenger else "off",
+        )
     return Response(current, status_code=200 if current.version is not None else 503)
 
 
