@@ -1,5 +1,7 @@
 """Concurrent clients against a running server: each thread holds one keep-alive connection and posts
-rows of the reference data to /predict until stopped, recording every answer."""
+rows of the reference data to a predict route until stopped, recording every answer. With
+`caller_keys`, every other connection is a caller that names itself (`x-caller-key`), as a canary's
+sticky callers do; the others are anonymous."""
 
 import threading
 from typing import NamedTuple
@@ -16,8 +18,11 @@ class Answer(NamedTuple):
 
 
 class ConcurrentClients:
-    def __init__(self, base: str, records: list[dict], connections: int) -> None:
-        self.base, self.records, self.connections = base, records, connections
+    def __init__(
+        self, base: str, records: list[dict], connections: int, *, path: str = "/predict", caller_keys: bool = False
+    ) -> None:
+        self.base, self.records, self.connections, self.path = base, records, connections, path
+        self.caller_keys = caller_keys
         self.answers: list[Answer] = []
         self._stop = threading.Event()
         self._threads = [threading.Thread(target=self._loop, args=(offset,)) for offset in range(connections)]
@@ -33,12 +38,13 @@ class ConcurrentClients:
             thread.join(timeout=30)
 
     def _loop(self, offset: int) -> None:
-        with httpx.Client(base_url=self.base, timeout=10) as client:
+        headers = {"x-caller-key": f"soak-caller-{offset}"} if self.caller_keys and offset % 2 == 0 else {}
+        with httpx.Client(base_url=self.base, timeout=10, headers=headers) as client:
             position = offset
             while not self._stop.is_set():
                 row = position % len(self.records)
                 try:
-                    response = client.post("/predict", json=self.records[row])
+                    response = client.post(self.path, json=self.records[row])
                     body = response.json() if response.status_code == 200 else {}
                     prediction = (body.get("predictions") or [None])[0]
                     self.answers.append(Answer(row, response.status_code, body.get("model_version"), prediction, body.get("request_id", "")))
