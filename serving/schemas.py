@@ -111,6 +111,8 @@ class LoggedPrediction(msgspec.Struct):
     row_index: int
     features: dict[str, float | str | None]
     prediction: float | str
+    # In shadow mode: what the challenger said for the same row (`shadow_version` names it).
+    shadow_prediction: float | str | None = None
 
 
 class PredictionLineage(msgspec.Struct):
@@ -120,6 +122,8 @@ class PredictionLineage(msgspec.Struct):
     worker: str
     rows: list[LoggedPrediction]
     model: ModelLineage
+    answered_by: str = "champion"  # or "challenger": a canary answer, `model` is then the challenger's
+    shadow_version: str | None = None
 
 
 _ERROR_LOCATION = re.compile(r"^(?P<reason>.*?)(?: - at `(?P<location>[^`]*)`)?$", re.DOTALL)

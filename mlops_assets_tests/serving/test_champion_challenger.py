@@ -168,6 +168,8 @@ def test_a_canary_sends_its_share_to_the_challenger_and_each_caller_always_to_th
     some_canary = next(answer for answer in first.values() if answer["model_version"] == challenger)
     logged = server.logged({some_canary["request_id"]})
     assert (logged["answered_by"].item(), logged["answered_by_version"].item()) == ("challenger", challenger)
+    lineage = server.http.get(f"{server.base}/predictions/{some_canary['request_id']}").json()
+    assert (lineage["answered_by"], lineage["model"]["model_version"]) == ("challenger", challenger)
 
 
 def test_in_shadow_the_champion_answers_and_the_log_holds_what_the_challenger_said(
@@ -186,6 +188,9 @@ def test_in_shadow_the_champion_answers_and_the_log_holds_what_the_challenger_sa
     frame = logged[list(RAW_FEATURES)].reset_index(drop=True)
     np.testing.assert_allclose(logged["shadow_prediction"].to_numpy(), registry.expected("v2", frame), rtol=1e-9)
     np.testing.assert_allclose(logged["prediction"].to_numpy(), registry.expected("v1", frame), rtol=1e-9)
+    lineage = server.http.get(f"{server.base}/predictions/{answers[0]['request_id']}").json()
+    assert (lineage["answered_by"], lineage["shadow_version"]) == ("champion", server.model.versions["v2"])
+    assert lineage["rows"][0]["shadow_prediction"] == registry.expected("v2", frame.head(1))[0]
 
 
 def test_feedback_is_stored_once_per_prediction_and_refused_for_ids_never_answered(server: Server, records: list[dict]) -> None:

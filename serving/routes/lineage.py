@@ -50,9 +50,13 @@ class LineageController(Controller):
                     row_index=row["row_index"],
                     features={name: row[name] for name in serving.project.layout.features},
                     prediction=row["prediction"],
+                    shadow_prediction=row.get("shadow_prediction"),
                 )
                 for row in rows
             ],
             model=lineage,
+            # Logs written before champion and challenger have neither column: the champion answered.
+            answered_by=first.get("answered_by") or "champion",
+            shadow_version=first.get("shadow_version"),
         )
         return Response(body)
