@@ -25,6 +25,7 @@ from pyspark.sql import DataFrame
 
 from mlops_assets.platform.assets.common import markdown_table
 from mlops_assets.platform.resources.versioned_store import VersionedStore
+from mlops_assets.platform.transforms import PARQUET_WRITE_OPTIONS, release_kept
 
 RECORD_FILE = "record.json"
 PREVIEW_ROWS = 5
@@ -99,7 +100,10 @@ class SparkParquetIOManager(ConfigurableIOManager):
 
     def handle_output(self, context: OutputContext, obj: DataFrame) -> None:
         version_dir = self.store.new_version_dir(context.asset_key, context.run_id)
-        obj.write.parquet(str(version_dir))
+        try:
+            obj.write.options(**PARQUET_WRITE_OPTIONS).parquet(str(version_dir))
+        finally:
+            release_kept()
         # What is reported of the new version comes from its files (the Parquet footers, a few rows, one
         # column), read here: another Spark job each would cost more than the write itself on small data.
         files = sorted(version_dir.glob("*.parquet"))
