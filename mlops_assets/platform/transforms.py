@@ -114,7 +114,7 @@ def counted_rules(typed: DataFrame, rules: dict[str, Column], keep: Column) -> d
         *[F.count_if(predicate).alias(name) for name, predicate in rules.items()],
         F.count_if(keep).alias("rows_kept"),
     ).first().asDict()
-    stats["rows_out"] = typed.filter(keep).select(F.count_distinct("row_id").alias("rows")).first()["rows"]
+    stats["rows_out"] = typed.filter(keep).select("row_id").distinct().count()
     stats["duplicate_dropped"] = stats.pop("rows_kept") - stats["rows_out"]
     return stats
 
