@@ -34,22 +34,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from mlops_assets.projects import load_projects  # noqa: E402
 from serving.fast_classify import FastClassifier  # noqa: E402
 from serving.fast_predict import FastPredictor  # noqa: E402
+from serving.reference_model import typed_reference_frame  # noqa: E402
 from serving.served_project import RowLayout  # noqa: E402
 
 DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data"
 BATCH_ROWS = 100
 
 Columns = Mapping[str, np.ndarray]
-
-
-def typed_rows(project, data_dir: Path) -> pd.DataFrame:  # noqa: ANN001
-    """The reference CSV as the project's cleaned data types it: numbers as float64, rows without a number dropped."""
-    domain = project.domain
-    frame = pd.read_csv(data_dir / project.source.file_name)
-    for name in domain.numeric_features:
-        frame[name] = pd.to_numeric(frame[name], errors="coerce").astype("float64")
-    required = [name for name in domain.numeric_features if name not in domain.optional_features]
-    return frame.dropna(subset=required).reset_index(drop=True)[[*domain.raw_features, domain.target]]
 
 
 def median_us(predict: Callable[[Columns], object], samples: list[Columns], per_rows: int) -> float:
@@ -151,7 +142,7 @@ def main() -> None:
     print(f"{'project':8} {'variant':20} {'path':16} {'us/single row':>14} {'us/row in 100':>14} {'max |diff| vs pandas':>21}")
     with tempfile.TemporaryDirectory() as scratch:
         for name in arguments.projects.split(","):
-            frame = typed_rows(projects[name], arguments.data_dir)
+            frame = typed_reference_frame(projects[name], arguments.data_dir)
             for row in measure(projects[name], frame, arguments.rows, Path(scratch)):
                 project, variant, path, single, batch, difference = row
                 print(f"{project:8} {variant:20} {path:16} {single:14.1f} {batch:14.2f} {difference:21.3g}", flush=True)

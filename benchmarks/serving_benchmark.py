@@ -177,6 +177,7 @@ def main() -> int:
         print("wrk is missing: install it with `apt-get update && apt-get install -y wrk`.", file=sys.stderr)
         return 2
     from mlops_assets.projects import BUILTIN_PROJECTS, load_projects
+    from serving.reference_model import typed_reference_frame
 
     hosted = {project.name: project for project in load_projects()}
     names = [name.strip() for name in arguments.projects.split(",") if name.strip()]
@@ -196,7 +197,7 @@ def main() -> int:
     with ExitStack() as cleanup:
         workdir = Path(tempfile.mkdtemp(prefix="serving-benchmark-"))
         cleanup.callback(shutil.rmtree, workdir, True)
-        frames = {name: typed_reference_rows(hosted[name], arguments.data_dir) for name in names}
+        frames = {name: typed_reference_frame(hosted[name], arguments.data_dir) for name in names}
         own_registry = not os.environ.get("MLFLOW_TRACKING_URI")
         tracking_uri = (
             prepare_registry(workdir / "mlflow", [hosted[name] for name in names], frames)
@@ -321,19 +322,6 @@ def main() -> int:
 
 
 # --- the models and the payloads ----------------------------------------------------------------
-
-
-def typed_reference_rows(project: Any, data_dir: Path) -> "Any":
-    """The project's reference CSV typed as its cleaned data is (as the tests read it): numbers as
-    float64, rows without a required number dropped (churn's blank TotalCharges)."""
-    import pandas as pd
-
-    domain = project.domain
-    frame = pd.read_csv(data_dir / project.source.file_name)
-    for name in domain.numeric_features:
-        frame[name] = pd.to_numeric(frame[name], errors="coerce").astype("float64")
-    required = [name for name in domain.numeric_features if name not in domain.optional_features]
-    return frame.dropna(subset=required).reset_index(drop=True)[[*domain.raw_features, domain.target]]
 
 
 def prepare_registry(root: Path, projects: list[Any], frames: dict[str, Any]) -> str:

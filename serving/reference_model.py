@@ -110,6 +110,19 @@ def read_reference_frame(csv_path: Path) -> "pd.DataFrame":
     return pd.read_csv(csv_path)
 
 
+def typed_reference_frame(project: "ModelProject", data_dir: Path) -> "pd.DataFrame":
+    """A project's reference CSV (in `data_dir`) typed as its cleaned data is: numbers as float64, rows
+    without a required number dropped; its raw features and target."""
+    import pandas as pd
+
+    domain = project.domain
+    frame = pd.read_csv(data_dir / project.source.file_name)
+    for name in domain.numeric_features:
+        frame[name] = pd.to_numeric(frame[name], errors="coerce").astype("float64")
+    required = [name for name in domain.numeric_features if name not in domain.optional_features]
+    return frame.dropna(subset=required).reset_index(drop=True)[[*domain.raw_features, domain.target]]
+
+
 def train_and_register(
     registry: ReferenceRegistry,
     frame: "pd.DataFrame",

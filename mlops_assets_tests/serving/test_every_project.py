@@ -18,7 +18,7 @@ import pytest
 
 from mlops_assets_tests.conftest import PROJECTS, REFERENCE_DATA_DIR
 from mlops_assets_tests.processes import stop
-from serving.reference_model import ReferenceRegistry, train_and_register
+from serving.reference_model import ReferenceRegistry, train_and_register, typed_reference_frame
 
 from .conftest import ALIAS, SEED_RECORD, start_serving_process, wait_for
 
@@ -47,12 +47,7 @@ class ProjectsServer:
 
 def typed_rows(project: str) -> pd.DataFrame:
     """The reference CSV as the project's cleaned data types it: numbers as float64, rows without a number dropped."""
-    domain = PROJECTS[project].domain
-    frame = pd.read_csv(REFERENCE_DATA_DIR / PROJECTS[project].source.file_name)
-    for name in domain.numeric_features:
-        frame[name] = pd.to_numeric(frame[name], errors="coerce").astype("float64")
-    required = [name for name in domain.numeric_features if name not in domain.optional_features]
-    return frame.dropna(subset=required).reset_index(drop=True)[[*domain.raw_features, domain.target]]
+    return typed_reference_frame(PROJECTS[project], REFERENCE_DATA_DIR)
 
 
 def records_of(frame: pd.DataFrame, project: str) -> list[dict]:
