@@ -293,7 +293,8 @@ def main() -> int:
                     print(problem, file=sys.stderr)
                 print("the servers disagree on the same rows: this benchmark would compare different models", file=sys.stderr)
                 return 1
-            print(f"the app and mlflow agree on {AGREEMENT_ROWS} rows of {', '.join(names)}; so do the app's /predict and /v2")
+            peers = "the app and mlflow agree" if mlflow_predictions else "the app's /predict and /v2 agree"
+            print(f"{peers} on {AGREEMENT_ROWS} rows of {', '.join(names)}" + ("; so do the app's /predict and /v2" if mlflow_predictions else ""))
 
             for connections in single:
                 results.append(drive(wrk, app, "-", "/health", "-", connections, health_script, arguments.seconds))
