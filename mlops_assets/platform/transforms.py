@@ -88,7 +88,9 @@ def kept_until_written(frame: DataFrame) -> DataFrame:
     several passes an asset makes over it, not once per pass. Spark finds it by its plan, so any frame
     built on it reads the kept rows. Released once the asset's output is written (the IO manager calls
     `release_kept`)."""
-    _kept.append(frame.persist(StorageLevel.MEMORY_AND_DISK))
+    # Deserialized, as `DataFrame.cache()` keeps it: the serialized level costs a serialization per
+    # pass (cleaning and its write at 10M rows: 32.9 s against 30.7 s).
+    _kept.append(frame.persist(StorageLevel.MEMORY_AND_DISK_DESER))
     return frame
 
 
