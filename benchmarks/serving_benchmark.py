@@ -316,7 +316,7 @@ def main() -> int:
                 if shadow is not None:
                     results.append(shadow[0])
                     shadow_rows[benchmarked.name] = shadow[1]
-            batch_rows = scrape_mean_batch_rows(f"{app.base}/metrics")
+            batch_rows = mean_batch_rows(app.base)
 
         report(results, names, loaded, batch_rows, shadow_rows)
     return 0
@@ -621,29 +621,31 @@ def group_cpu_seconds(group: int) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
-def scrape_metrics(url: str) -> str:
-    with urllib.request.urlopen(url, timeout=5) as response:
-        return response.read().decode()
+def metric_totals(base: str, names: tuple[str, ...], **labels: str) -> dict[str, float]:
+    """The sum of each named sample in the app's /metrics over the series carrying `labels`."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(f"{base}/metrics", timeout=5) as response:
+        exposition = response.read().decode()
+    totals = dict.fromkeys(names, 0.0)
+    for family in text_string_to_metric_families(exposition):
+        for sample in family.samples:
+            if sample.name in totals and labels.items() <= sample.labels.items():
+                totals[sample.name] += sample.value
+    return totals
 
 
-def scrape_mean_batch_rows(url: str) -> float | None:
-    values = {}
-    for line in scrape_metrics(url).splitlines():
-        for name in ("serving_predict_batch_rows_sum", "serving_predict_batch_rows_count"):
-            if line.startswith(name + " "):
-                values[name] = float(line.split()[1])
-    count = values.get("serving_predict_batch_rows_count")
-    return values["serving_predict_batch_rows_sum"] / count if count else None
+def mean_batch_rows(base: str) -> float | None:
+    totals = metric_totals(base, ("serving_predict_batch_rows_sum", "serving_predict_batch_rows_count"))
+    count = totals["serving_predict_batch_rows_count"]
+    return totals["serving_predict_batch_rows_sum"] / count if count else None
 
 
 def shadow_row_counts(base: str, project: str) -> tuple[float, float]:
     """Rows the project's challenger scored in the shadow so far, and rows logged without its prediction."""
-    totals = {"serving_shadow_predicted_rows_total": 0.0, "serving_shadow_rows_skipped_total": 0.0}
-    for line in scrape_metrics(f"{base}/metrics").splitlines():
-        name = line.split("{", 1)[0]
-        if name in totals and f'project="{project}"' in line:
-            totals[name] += float(line.rsplit(" ", 1)[1])
-    return totals["serving_shadow_predicted_rows_total"], totals["serving_shadow_rows_skipped_total"]
+    names = ("serving_shadow_predicted_rows_total", "serving_shadow_rows_skipped_total")
+    totals = metric_totals(base, names, project=project)
+    return totals[names[0]], totals[names[1]]
 
 
 # --- the report ---------------------------------------------------------------------------------
