@@ -1,7 +1,8 @@
 """`mlops-assets up` as a user runs it, on a state folder that holds no model yet: the warm Spark
 runtime, the Dagster UI, the Dagster daemon, the MLflow UI and the serving app come up and answer over
-real sockets, serving says it waits for a production model instead of blocking the rest, and Ctrl-C
-stops every one of them and everything they spawned. Before it, the supervisor on small real
+real sockets, serving says it waits for a production model instead of blocking the rest, a run
+launched in the UI is dequeued by the daemon and reaches the warm Spark runtime, and Ctrl-C stops every
+one of them and everything they spawned. Before it, the supervisor on small real
 processes: one dying stops the rest, one marked for restart is started again, and a process group
 that ignores SIGTERM is killed."""
 
@@ -23,12 +24,14 @@ from pathlib import Path
 import pytest
 
 from mlops_assets.platform.services import Service, ServiceFailed, Supervisor
+from mlops_assets_tests.conftest import REFERENCE_DATA_DIR
 from mlops_assets_tests.processes import free_port
 
 REPOSITORY_ROOT = Path(__file__).resolve().parents[1]
 # The webserver and the daemon each start a code server; on two cores all of it takes a while.
 START_TIMEOUT_SECONDS = 240
 DAEMON_TIMEOUT_SECONDS = 90
+RUN_TIMEOUT_SECONDS = 240
 STOP_TIMEOUT_SECONDS = 60
 # A proxy from the environment must not stand between the test and the services on loopback.
 DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -103,6 +106,7 @@ def platform_up(tmp_path: Path) -> Iterator[RunningUp]:
     environment = {
         **{key: value for key, value in os.environ.items() if not key.startswith(("MLFLOW_", "MLOPS_", "DAGSTER_"))},
         "MLOPS_STATE_DIR": str(state_dir),
+        "MLOPS_DATA_DIR": str(REFERENCE_DATA_DIR),
         "SPARK_LOCAL_IP": "127.0.0.1",
     }
     command = [
@@ -148,12 +152,17 @@ def http_get(url: str) -> tuple[int, str]:
         return error.code, error.read().decode()
 
 
-def graphql(base_url: str, query: str) -> dict:
+def graphql(base_url: str, query: str, variables: dict | None = None) -> dict:
     request = urllib.request.Request(
-        f"{base_url}/graphql", data=json.dumps({"query": query}).encode(), headers={"Content-Type": "application/json"}
+        f"{base_url}/graphql",
+        data=json.dumps({"query": query, "variables": variables or {}}).encode(),
+        headers={"Content-Type": "application/json"},
     )
-    with DIRECT.open(request, timeout=30) as response:
-        answer = json.load(response)
+    try:
+        with DIRECT.open(request, timeout=30) as response:
+            answer = json.load(response)
+    except urllib.error.HTTPError as error:
+        pytest.fail(f"{base_url}/graphql answered {error.code}: {error.read().decode(errors='replace')[:2000]}")
     assert not answer.get("errors"), answer
     return answer["data"]
 
@@ -165,6 +174,43 @@ def daemon_statuses(dagster_url: str) -> dict[str, tuple[bool, bool | None]]:
         status["daemonType"]: (status["required"], status["healthy"])
         for status in data["instance"]["daemonHealth"]["allDaemonStatuses"]
     }
+
+
+LAUNCH_RUN = """
+mutation Launch($params: ExecutionParams!) {
+  launchRun(executionParams: $params) {
+    __typename
+    ... on LaunchRunSuccess { run { runId } }
+    ... on Error { message }
+  }
+}
+"""
+RUN_STATUS = "query Status($runId: ID!) { runOrError(runId: $runId) { ... on Run { status } } }"
+RUN_LOGS = """
+query Logs($runId: ID!) {
+  logsForRun(runId: $runId) { ... on EventConnection { events { __typename ... on MessageEvent { message } } } }
+}
+"""
+
+
+def launch_in_the_ui(dagster_url: str, job_name: str, asset_path: list[str]) -> str:
+    """Launch a run of one asset of `job_name` as the UI's Materialize button does: it is queued, and the
+    daemon's run queue launches it."""
+    selector = {"repositoryLocationName": "mlops_assets", "repositoryName": "__repository__", "jobName": job_name}
+    params = {"selector": {**selector, "assetSelection": [{"path": asset_path}]}, "mode": "default", "runConfigData": {}}
+    launched = graphql(dagster_url, LAUNCH_RUN, {"params": params})["launchRun"]
+    assert launched["__typename"] == "LaunchRunSuccess", launched
+    return launched["run"]["runId"]
+
+
+def finished_run(dagster_url: str, run_id: str, timeout: float = RUN_TIMEOUT_SECONDS) -> tuple[str, list[dict]]:
+    """The run's final status and its events, once it ended."""
+    deadline = time.monotonic() + timeout
+    while (status := graphql(dagster_url, RUN_STATUS, {"runId": run_id})["runOrError"]["status"]) not in ("SUCCESS", "FAILURE", "CANCELED"):
+        if time.monotonic() > deadline:
+            pytest.fail(f"run {run_id} still {status} after {timeout} s")
+        time.sleep(1)
+    return status, graphql(dagster_url, RUN_LOGS, {"runId": run_id})["logsForRun"]["events"]
 
 
 def is_listening(port: int) -> bool:
@@ -297,7 +343,14 @@ def test_up_runs_every_service_until_ctrl_c_stops_them_all(platform_up: RunningU
     assert statuses["SCHEDULER"] == (True, True) and statuses["SENSOR"] == (True, True), statuses
     assert all(healthy for required, healthy in statuses.values() if required), statuses
     children = processes_started_under(up.state_dir)
-    assert len(children) >= 5, children  # up itself, the webserver, the daemon, MLflow, serving, and theirs
+    assert len(children) >= 5, children
+
+    # The daemon, not the webserver, launches the run (the default run coordinator queues it), from its
+    # own code server: the environment `up` gave the daemon points the run at the warm runtime.
+    status, events = finished_run(dagster_url, launch_in_the_ui(dagster_url, "housing_refresh", ["housing", "raw"]))
+    assert status == "SUCCESS", [event.get("message") for event in events]
+    assert "RunEnqueuedEvent" in {event["__typename"] for event in events}  # queued: only the daemon's queue starts it
+    assert any(f"Spark: the warm runtime at {warm_spark}" in (event.get("message") or "") for event in events), events  # up itself, the webserver, the daemon, MLflow, serving, and theirs
 
     up.process.send_signal(signal.SIGINT)
     try:
