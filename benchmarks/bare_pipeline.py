@@ -12,6 +12,7 @@ import os
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 started = time.perf_counter()
 
@@ -20,7 +21,7 @@ from pyspark.sql import SparkSession  # noqa: E402
 
 from mlops_assets.ml.training import best_variant, fit_variant  # noqa: E402
 from mlops_assets.platform.resources.spark import spark_config  # noqa: E402
-from mlops_assets.platform.transforms import PARQUET_WRITE_OPTIONS, read_source_csv, release_kept  # noqa: E402
+from mlops_assets.platform.transforms import PARQUET_WRITE_OPTIONS, read_source_csv, write_cleaned  # noqa: E402
 from mlops_assets.projects import project_from_module  # noqa: E402
 from mlops_assets.settings import Settings  # noqa: E402
 
@@ -32,9 +33,7 @@ def main(project_name: str, source: str) -> None:
     spark = SparkSession.builder.config(map=spark_config(Settings.from_env())).getOrCreate()
     with tempfile.TemporaryDirectory() as out:
         read_source_csv(spark, source).write.options(**PARQUET_WRITE_OPTIONS).parquet(f"{out}/raw")
-        cleaned, _ = project.clean(spark.read.parquet(f"{out}/raw"))
-        cleaned.write.options(**PARQUET_WRITE_OPTIONS).parquet(f"{out}/cleaned")
-        release_kept()
+        write_cleaned(project.clean(spark.read.parquet(f"{out}/raw")), Path(out) / "cleaned")
         project.with_features(spark.read.parquet(f"{out}/cleaned")).write.options(**PARQUET_WRITE_OPTIONS).parquet(f"{out}/features")
         rows = spark.read.parquet(f"{out}/features").select(*domain.raw_features, domain.target, "split").toPandas()
     target = rows[domain.target].to_numpy(dtype=np.float64 if task.name == "regression" else object)

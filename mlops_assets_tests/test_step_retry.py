@@ -9,6 +9,7 @@ from pyspark.sql import DataFrame
 
 from mlops_assets.platform.resources import SparkParquetIOManager
 from mlops_assets.platform.resources.versioned_store import MANIFEST_FILE, VersionedStore
+from mlops_assets.platform.transforms import CleanedRows
 from mlops_assets_tests.conftest import Platform, asset_metadata, check_results, materialized
 
 FAILING_ASSET = "housing/cleaned"
@@ -21,10 +22,11 @@ class FailsOnceMidWrite(SparkParquetIOManager):
     fail_asset: str
     failed_marker: str
 
-    def handle_output(self, context: OutputContext, obj: DataFrame) -> None:
+    def handle_output(self, context: OutputContext, obj: DataFrame | CleanedRows) -> None:
         if context.asset_key.to_user_string() == self.fail_asset and not Path(self.failed_marker).exists():
             Path(self.failed_marker).touch()
-            obj.limit(100).write.parquet(str(self.store.new_version_dir(context.asset_key, context.run_id)))
+            frame = obj.frame if isinstance(obj, CleanedRows) else obj
+            frame.limit(100).write.parquet(str(self.store.new_version_dir(context.asset_key, context.run_id)))
             raise OSError("executor lost while writing Parquet")
         super().handle_output(context, obj)
 

@@ -19,6 +19,8 @@ if TYPE_CHECKING:
     from pyspark.sql import DataFrame
     from sklearn.pipeline import Pipeline
 
+    from mlops_assets.platform.transforms import CleanedRows
+
 
 @dataclass(frozen=True)
 class DataSource:
@@ -101,7 +103,7 @@ class ModelProject:
     source: DataSource
     domain: Domain
     contracts: Contracts
-    clean: "Callable[[DataFrame], tuple[DataFrame, dict[str, int]]]"  # raw strings -> typed rows, counts per rule
+    clean: "Callable[[DataFrame], CleanedRows]"  # raw strings -> typed rows, counted per rule as they are written
     with_features: "Callable[[DataFrame], DataFrame]"  # cleaned rows -> features with a `split` column
     build_model: "Callable[[Mapping[str, Any]], Pipeline]"  # hyperparameters -> unfitted pipeline over raw_features
     variants: tuple[Variant, ...]

@@ -1,7 +1,10 @@
 """Churn's and iris's cleaning rules on hand-made rows, on real Spark."""
 
+from pathlib import Path
+
 import pandas as pd
 
+from mlops_assets.platform.transforms import write_cleaned
 from mlops_assets_tests.conftest import PROJECTS, REFERENCE_DATA_DIR
 
 
@@ -10,7 +13,7 @@ def reference_rows(project: str, count: int) -> list[dict[str, str]]:
     return frame.to_dict("records")
 
 
-def test_churn_cleaning_respells_repairs_and_deduplicates(spark):
+def test_churn_cleaning_respells_repairs_and_deduplicates(spark, tmp_path: Path):
     project = PROJECTS["churn"]
     first, second, third = reference_rows("churn", 3)
     respelled = {**first, "InternetService": "fiber  OPTIC ", "Contract": "one year", "Churn": " yes"}
@@ -18,7 +21,8 @@ def test_churn_cleaning_respells_repairs_and_deduplicates(spark):
     rows = [respelled, first_month, third, dict(third)]
     raw = spark.createDataFrame(pd.DataFrame(rows, columns=list(rows[0])))
 
-    cleaned, stats = project.clean(raw)
+    stats = write_cleaned(project.clean(raw), tmp_path / "cleaned")
+    cleaned = spark.read.parquet(str(tmp_path / "cleaned"))
 
     assert stats == {
         "rows_in": 4,
@@ -34,13 +38,14 @@ def test_churn_cleaning_respells_repairs_and_deduplicates(spark):
     assert by_id[second["customerID"]]["TotalCharges"] == 0.0
 
 
-def test_iris_cleaning_respells_species_and_drops_the_repeated_row(spark):
+def test_iris_cleaning_respells_species_and_drops_the_repeated_row(spark, tmp_path: Path):
     project = PROJECTS["iris"]
     first, second = reference_rows("iris", 2)
     rows = [{**first, "species": " Iris-Setosa"}, second, dict(second), {**second, "petal_width": ""}]
     raw = spark.createDataFrame(pd.DataFrame(rows, columns=list(rows[0])))
 
-    cleaned, stats = project.clean(raw)
+    stats = write_cleaned(project.clean(raw), tmp_path / "cleaned")
+    cleaned = spark.read.parquet(str(tmp_path / "cleaned"))
 
     assert stats == {
         "rows_in": 4,

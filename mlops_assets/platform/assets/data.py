@@ -10,7 +10,7 @@ from mlops_assets.platform.assets.common import SPARK_POOL, SPARK_RETRY_POLICY, 
 from mlops_assets.platform.project import ModelProject
 from mlops_assets.platform.resources.data_source import DataSourceResource
 from mlops_assets.platform.resources.io_managers import COUNT_ROWS_BY, Versioned
-from mlops_assets.platform.transforms import read_source_csv, split_description
+from mlops_assets.platform.transforms import CleanedRows, read_source_csv, split_description
 
 class SourceConfig(Config):
     location: str | None = Field(
@@ -55,20 +55,9 @@ def build_data_assets(project: ModelProject) -> list[AssetsDefinition]:
         description=_describe(project.clean, "Typed, repaired and de-duplicated rows, with a count of what each cleaning rule did."),
         **spark_asset,
     )
-    def cleaned(context: AssetExecutionContext, raw: Versioned) -> Output[DataFrame]:
-        cleaned_rows, stats = project.clean(raw.value)
-        rule_counts = {name: count for name, count in stats.items() if name not in ("rows_in", "rows_out")}
-        context.log.info(f"cleaning rules: {rule_counts}")
-        return Output(
-            cleaned_rows,
-            metadata={
-                "rows_in": stats["rows_in"],
-                "rows_out": stats["rows_out"],
-                **{f"rule/{name}": count for name, count in rule_counts.items()},
-                "rules": MetadataValue.json(rule_counts),
-                "raw_version": raw.version,
-            },
-        )
+    def cleaned(raw: Versioned) -> Output[CleanedRows]:
+        # Counted while the IO manager writes them: rows in and out and each rule's count come with the version.
+        return Output(project.clean(raw.value), metadata={"raw_version": raw.version})
 
     @asset(
         key=keys.features,

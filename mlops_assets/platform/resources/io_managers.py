@@ -25,7 +25,7 @@ from pyspark.sql import DataFrame
 
 from mlops_assets.platform.assets.common import markdown_table
 from mlops_assets.platform.resources.versioned_store import VersionedStore
-from mlops_assets.platform.transforms import PARQUET_WRITE_OPTIONS, release_kept
+from mlops_assets.platform.transforms import PARQUET_WRITE_OPTIONS, CleanedRows, write_cleaned
 
 RECORD_FILE = "record.json"
 PREVIEW_ROWS = 5
@@ -87,6 +87,16 @@ def _written_parquet(files: list[Path], count_rows_by: str | None) -> WrittenPar
     return WrittenParquet(row_count, preview, rows_by_value)
 
 
+def _cleaning_metadata(counts: dict[str, int]) -> dict[str, Any]:
+    rule_counts = {name: count for name, count in counts.items() if name not in ("rows_in", "rows_out")}
+    return {
+        "rows_in": counts["rows_in"],
+        "rows_out": counts["rows_out"],
+        **{f"rule/{name}": count for name, count in rule_counts.items()},
+        "rules": MetadataValue.json(rule_counts),
+    }
+
+
 def _producing_run_id(context: InputContext) -> str:
     # The run that produced the input: this run, or the parent run when a re-execution skipped that step.
     return context.upstream_output.run_id if context.upstream_output is not None else context.step_context.run_id
@@ -98,18 +108,21 @@ class SparkParquetIOManager(ConfigurableIOManager):
     store: ResourceDependency[VersionedStore]
     pyspark: ResourceDependency[PySparkResource]
 
-    def handle_output(self, context: OutputContext, obj: DataFrame) -> None:
+    def handle_output(self, context: OutputContext, obj: DataFrame | CleanedRows) -> None:
         version_dir = self.store.new_version_dir(context.asset_key, context.run_id)
-        try:
+        if isinstance(obj, CleanedRows):
+            counts = write_cleaned(obj, version_dir)
+            context.log.info(f"cleaning: {counts}")
+            frame, cleaning = obj.frame, _cleaning_metadata(counts)
+        else:
             obj.write.options(**PARQUET_WRITE_OPTIONS).parquet(str(version_dir))
-        finally:
-            release_kept()
+            frame, cleaning = obj, {}
         # What is reported of the new version comes from its files (the Parquet footers, a few rows, one
         # column), read here: another Spark job each would cost more than the write itself on small data.
         files = sorted(version_dir.glob("*.parquet"))
         written = _written_parquet(files, context.definition_metadata.get(COUNT_ROWS_BY))
         digest = _digest_files(files)
-        schema = obj.schema
+        schema = frame.schema
         self.store.complete(
             version_dir,
             {
@@ -130,6 +143,7 @@ class SparkParquetIOManager(ConfigurableIOManager):
                 ),
                 "preview": markdown_table(written.preview),
                 **{f"{value}_rows": count for value, count in written.rows_by_value.items()},
+                **cleaning,
             }
         )
 

@@ -6,7 +6,7 @@ from functools import reduce
 import pyspark.sql.functions as F
 from pyspark.sql import Column, DataFrame
 
-from mlops_assets.platform.transforms import counted_rules, parsed_number, row_identity, single_spaced, without_repeats
+from mlops_assets.platform.transforms import CleanedRows, counted_rules, parsed_number, row_identity, single_spaced
 from mlops_assets.projects.churn.domain import (
     CATEGORIES,
     ID_COLUMN,
@@ -43,8 +43,8 @@ def typed_rows(raw: DataFrame) -> DataFrame:
     )
 
 
-def clean(raw: DataFrame) -> tuple[DataFrame, dict[str, int]]:
-    """The cleaned rows and, from one pass over the data, how many rows each rule touched.
+def clean(raw: DataFrame) -> CleanedRows:
+    """The cleaned rows, and how many rows each rule touched, counted as they are written.
 
     Rules: categories and the label mapped onto the source's spelling (case, spaces); rows missing any
     other value dropped; a missing `TotalCharges` repaired as `MonthlyCharges * tenure` (the source
@@ -59,7 +59,7 @@ def clean(raw: DataFrame) -> tuple[DataFrame, dict[str, int]]:
     keep = ~missing_required
     missing_total_charges = F.col(TOTAL_CHARGES).isNull()
 
-    stats = counted_rules(
+    kept = counted_rules(
         typed,
         {
             "category_spelling_normalised": F.col("respelled"),
@@ -68,10 +68,6 @@ def clean(raw: DataFrame) -> tuple[DataFrame, dict[str, int]]:
         },
         keep,
     )
-    cleaned = (
-        typed.filter(keep)
-        .withColumn(TOTAL_CHARGES, F.coalesce(F.col(TOTAL_CHARGES), F.col("MonthlyCharges") * F.col("tenure")))
-        .drop("respelled")
+    return kept.with_frame(
+        kept.frame.withColumn(TOTAL_CHARGES, F.coalesce(F.col(TOTAL_CHARGES), F.col("MonthlyCharges") * F.col("tenure"))).drop("respelled")
     )
-    cleaned = without_repeats(cleaned, stats)
-    return cleaned, stats

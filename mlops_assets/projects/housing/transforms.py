@@ -6,7 +6,7 @@ from functools import reduce
 import pyspark.sql.functions as F
 from pyspark.sql import DataFrame
 
-from mlops_assets.platform.transforms import SPARK_MATH, counted_rules, normalised_category, row_identity, split_of, without_repeats
+from mlops_assets.platform.transforms import SPARK_MATH, CleanedRows, counted_rules, normalised_category, row_identity, split_of
 from mlops_assets.projects.housing.domain import CATEGORY, NUMERIC_FEATURES, OPTIONAL_FEATURES, SOURCE_COLUMNS, TARGET, TARGET_CAP
 from mlops_assets.projects.housing.features import DERIVED_FEATURES, derived_columns
 
@@ -23,8 +23,8 @@ def typed_rows(raw: DataFrame) -> DataFrame:
     )
 
 
-def clean(raw: DataFrame) -> tuple[DataFrame, dict[str, int]]:
-    """The cleaned rows and, from one pass over the data, how many rows each rule touched.
+def clean(raw: DataFrame) -> CleanedRows:
+    """The cleaned rows, and how many rows each rule touched, counted as they are written.
 
     Rules: category spelling normalised (case, spaces); rows missing a required value dropped; a
     `total_bedrooms` above `total_rooms` cleared (impossible, so treated as unknown); block groups with
@@ -40,7 +40,7 @@ def clean(raw: DataFrame) -> tuple[DataFrame, dict[str, int]]:
     impossible_bedrooms = F.col("total_bedrooms") > F.col("total_rooms")
     keep = ~missing_required & ~F.coalesce(empty_block_group, F.lit(False))
 
-    stats = counted_rules(
+    kept = counted_rules(
         typed,
         {
             "category_normalised": F.col("raw_category") != F.col(CATEGORY),
@@ -52,14 +52,11 @@ def clean(raw: DataFrame) -> tuple[DataFrame, dict[str, int]]:
         },
         keep,
     )
-    cleaned = (
-        typed.filter(keep)
-        .withColumn("total_bedrooms", F.when(impossible_bedrooms, F.lit(None)).otherwise(F.col("total_bedrooms")))
+    return kept.with_frame(
+        kept.frame.withColumn("total_bedrooms", F.when(impossible_bedrooms, F.lit(None)).otherwise(F.col("total_bedrooms")))
         .withColumn("target_capped", F.col(TARGET) >= TARGET_CAP)
         .drop("raw_category")
     )
-    cleaned = without_repeats(cleaned, stats)
-    return cleaned, stats
 
 
 def with_features(cleaned: DataFrame) -> DataFrame:

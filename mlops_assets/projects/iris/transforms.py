@@ -6,7 +6,7 @@ from functools import reduce
 import pyspark.sql.functions as F
 from pyspark.sql import Column, DataFrame
 
-from mlops_assets.platform.transforms import counted_rules, parsed_number, row_identity, without_repeats
+from mlops_assets.platform.transforms import CleanedRows, counted_rules, parsed_number, row_identity
 from mlops_assets.projects.iris.domain import NUMERIC_FEATURES, SOURCE_COLUMNS, SPECIES_PREFIX, TARGET
 
 
@@ -27,8 +27,8 @@ def typed_rows(raw: DataFrame) -> DataFrame:
     )
 
 
-def clean(raw: DataFrame) -> tuple[DataFrame, dict[str, int]]:
-    """The cleaned rows and, from one pass over the data, how many rows each rule touched.
+def clean(raw: DataFrame) -> CleanedRows:
+    """The cleaned rows, and how many rows each rule touched, counted as they are written.
 
     Rules: species spelling normalised (case, spaces, UCI's 'Iris-' prefix); rows missing a
     measurement or the species dropped; repeated rows dropped (the reference data has one: two
@@ -39,10 +39,9 @@ def clean(raw: DataFrame) -> tuple[DataFrame, dict[str, int]]:
     missing_required = reduce(operator.or_, [F.col(name).isNull() for name in SOURCE_COLUMNS])
     keep = ~missing_required
 
-    stats = counted_rules(
+    kept = counted_rules(
         typed,
         {"species_spelling_normalised": F.col("raw_species") != F.col(TARGET), "missing_required_value_dropped": missing_required},
         keep,
     )
-    cleaned = without_repeats(typed.filter(keep).drop("raw_species"), stats)
-    return cleaned, stats
+    return kept.with_frame(kept.frame.drop("raw_species"))
