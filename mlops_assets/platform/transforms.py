@@ -142,8 +142,8 @@ def write_cleaned(rows: CleanedRows, path: Path) -> dict[str, int]:
 def domain_cleaning(domain: "Domain", source_columns: tuple[str, ...]) -> "Callable[[DataFrame], CleanedRows]":
     """The cleaning every project starts from, for a project that needs no rule of its own: numbers
     parsed (a blank cell is missing), categories and labels single-spaced, rows missing a required value
-    dropped, repeated rows dropped, each rule counted in one pass. What no rule can repair (values out
-    of range, unknown categories) is left for the contracts to stop."""
+    dropped, repeated rows dropped, each rule counted while the rows are written. What no rule can
+    repair (values out of range, unknown categories) is left for the contracts to stop."""
     numeric = (*domain.numeric_features, *(() if domain.target_classes else (domain.target,)))
     text = (*domain.categorical_features, *((domain.target,) if domain.target_classes else ()))
     required = [name for name in (*numeric, *text) if name not in domain.optional_features]
