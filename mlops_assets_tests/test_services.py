@@ -343,14 +343,14 @@ def test_up_runs_every_service_until_ctrl_c_stops_them_all(platform_up: RunningU
     assert statuses["SCHEDULER"] == (True, True) and statuses["SENSOR"] == (True, True), statuses
     assert all(healthy for required, healthy in statuses.values() if required), statuses
     children = processes_started_under(up.state_dir)
-    assert len(children) >= 5, children
+    assert len(children) >= 5, children  # up itself, the webserver, the daemon, MLflow, serving, and theirs
 
     # The daemon, not the webserver, launches the run (the default run coordinator queues it), from its
     # own code server: the environment `up` gave the daemon points the run at the warm runtime.
     status, events = finished_run(dagster_url, launch_in_the_ui(dagster_url, "housing_refresh", ["housing", "raw"]))
     assert status == "SUCCESS", [event.get("message") for event in events]
     assert "RunEnqueuedEvent" in {event["__typename"] for event in events}  # queued: only the daemon's queue starts it
-    assert any(f"Spark: the warm runtime at {warm_spark}" in (event.get("message") or "") for event in events), events  # up itself, the webserver, the daemon, MLflow, serving, and theirs
+    assert any(f"Spark: the warm runtime at {warm_spark}" in (event.get("message") or "") for event in events), events
 
     up.process.send_signal(signal.SIGINT)
     try:
