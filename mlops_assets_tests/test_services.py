@@ -185,6 +185,9 @@ mutation Launch($params: ExecutionParams!) {
   }
 }
 """
+LOCATIONS = """
+{ workspaceOrError { ... on Workspace { locationEntries { name loadStatus locationOrLoadError { __typename } } } } }
+"""
 RUN_STATUS = "query Status($runId: ID!) { runOrError(runId: $runId) { ... on Run { status } } }"
 RUN_LOGS = """
 query Logs($runId: ID!) {
@@ -193,9 +196,24 @@ query Logs($runId: ID!) {
 """
 
 
+def wait_for_code_location(dagster_url: str, name: str, timeout: float = START_TIMEOUT_SECONDS) -> None:
+    """The webserver answers before its code server has loaded the definitions: wait as the UI's spinner does."""
+    deadline = time.monotonic() + timeout
+    while True:
+        entries = {entry["name"]: entry for entry in graphql(dagster_url, LOCATIONS)["workspaceOrError"]["locationEntries"]}
+        entry = entries.get(name)
+        if entry and entry["loadStatus"] == "LOADED":
+            assert entry["locationOrLoadError"]["__typename"] == "RepositoryLocation", entry
+            return
+        if time.monotonic() > deadline:
+            pytest.fail(f"the code location {name} did not load within {timeout} s: {entries}")
+        time.sleep(1)
+
+
 def launch_in_the_ui(dagster_url: str, job_name: str, asset_path: list[str]) -> str:
     """Launch a run of one asset of `job_name` as the UI's Materialize button does: it is queued, and the
     daemon's run queue launches it."""
+    wait_for_code_location(dagster_url, "mlops_assets")
     selector = {"repositoryLocationName": "mlops_assets", "repositoryName": "__repository__", "jobName": job_name}
     params = {"selector": {**selector, "assetSelection": [{"path": asset_path}]}, "mode": "default", "runConfigData": {}}
     launched = graphql(dagster_url, LAUNCH_RUN, {"params": params})["launchRun"]
