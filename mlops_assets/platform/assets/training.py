@@ -86,7 +86,7 @@ def build_training_asset(project: ModelProject) -> AssetsDefinition:
             "code_version": project_code_version(project),
         }
         with mlflow_resource.start_run(experiment_name=project.model_name, run_name=f"train-{context.run_id[:8]}", tags=lineage) as parent:
-            results = []
+            results, importance_plots = [], {}
             for variant in chosen:
                 params = {**variant.params, **config.overrides}
                 result = fit_variant(
@@ -106,7 +106,8 @@ def build_training_asset(project: ModelProject) -> AssetsDefinition:
                         }
                     )
                     mlflow.log_dict({"permutation_importance": result.importance}, "importance/permutation_importance.json")
-                    mlflow.log_image(_png_array(importance_plot_png(result.importance, f"{variant.name}: permutation importance")), "importance/permutation_importance.png")
+                    importance_plots[variant.name] = importance_plot_png(result.importance, f"{variant.name}: permutation importance")
+                    mlflow.log_image(_png_array(importance_plots[variant.name]), "importance/permutation_importance.png")
                 context.log.info(f"variant {variant.name}: validation {task.primary_metric} {result.validation_metrics[task.primary_metric]:,.4g}")
                 results.append(result)
 
@@ -167,7 +168,7 @@ def build_training_asset(project: ModelProject) -> AssetsDefinition:
                 f"train_{task.primary_metric}": train_metrics[task.primary_metric],
                 "training_rows": len(frame),
                 "permutation_importance": markdown_table(winner.importance),
-                "importance_plot": png_markdown(importance_plot_png(winner.importance, f"{winner.name}: permutation importance"), "importance"),
+                "importance_plot": png_markdown(importance_plots[winner.name], "importance"),
                 "features_version": features.version,
                 **({"decision": MetadataValue.json(decision)} if decision else {}),
             },
